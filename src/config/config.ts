@@ -1,0 +1,116 @@
+/**
+ * Typed configuration: the only module that reads process.env.
+ * Every variable is checked at start-up and all problems are reported at once.
+ */
+
+export interface Config {
+  nodeEnv: 'development' | 'production' | 'test';
+  host: string;
+  port: number;
+  /** Public base URL of the server (the FHIR base is `${baseUrl}/fhir`); unset: the address it listens on. */
+  baseUrl: string | undefined;
+  /** Unset: an embedded MongoDB is started (mongodb-memory-server). */
+  mongodbUri: string | undefined;
+  mongodbDb: string;
+  /** Unset: in-process fallbacks for cache and rate limits. */
+  redisUrl: string | undefined;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  maxBodySize: number;
+  corsOrigins: '*' | string[];
+  searchDefaultCount: number;
+  searchMaxCount: number;
+  shutdownTimeoutMs: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+/** Parses sizes such as `16mb`, `512kb` or plain bytes. */
+export function parseSize(value: string): number | undefined {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)?\s*$/i.exec(value);
+  if (!m) return undefined;
+  const unit = (m[2] ?? 'b').toLowerCase();
+  const factor = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[unit as 'b'];
+  return Math.floor(Number(m[1]) * factor);
+}
+
+/** Builds the configuration from an environment, throwing one ConfigError naming every bad variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const problems: string[] = [];
+
+  const oneOf = <T extends string>(name: string, allowed: readonly T[], fallback: T): T => {
+    const v = env[name];
+    if (v === undefined || v === '') return fallback;
+    if ((allowed as readonly string[]).includes(v)) return v as T;
+    problems.push(`${name}=${JSON.stringify(v)} must be one of ${allowed.join(', ')}`);
+    return fallback;
+  };
+  const int = (name: string, fallback: number, min: number, max: number): number => {
+    const v = env[name];
+    if (v === undefined || v === '') return fallback;
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      problems.push(`${name}=${JSON.stringify(v)} must be an integer between ${min} and ${max}`);
+      return fallback;
+    }
+    return n;
+  };
+  const url = (name: string, protocols: string[]): string | undefined => {
+    const v = env[name];
+    if (v === undefined || v === '') return undefined;
+    try {
+      const u = new URL(v);
+      if (!protocols.includes(u.protocol)) throw new Error('protocol');
+      return v;
+    } catch {
+      problems.push(`${name}=${JSON.stringify(v)} must be a URL with scheme ${protocols.join(' or ')}`);
+      return undefined;
+    }
+  };
+
+  const nodeEnv = oneOf('NODE_ENV', ['development', 'production', 'test'] as const, 'development');
+  const port = int('PORT', 8080, 0, 65535);
+  const host = env.HOST || '0.0.0.0';
+  const baseUrl = url('BASE_URL', ['http:', 'https:'])?.replace(/\/+$/, '');
+  const mongodbUri = url('MONGODB_URI', ['mongodb:', 'mongodb+srv:']);
+  const mongodbDb = env.MONGODB_DB || 'medivoy';
+  if (!/^[A-Za-z0-9_-]{1,63}$/.test(mongodbDb)) problems.push(`MONGODB_DB=${JSON.stringify(mongodbDb)} must be 1-63 letters, digits, _ or -`);
+  const redisUrl = url('REDIS_URL', ['redis:', 'rediss:']);
+  const logLevel = oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info');
+
+  let maxBodySize = 16 * 1024 * 1024;
+  if (env.MAX_BODY_SIZE) {
+    const s = parseSize(env.MAX_BODY_SIZE);
+    if (s === undefined || s < 1024) problems.push(`MAX_BODY_SIZE=${JSON.stringify(env.MAX_BODY_SIZE)} must be a size such as 16mb (at least 1kb)`);
+    else maxBodySize = s;
+  }
+
+  let corsOrigins: Config['corsOrigins'] = '*';
+  if (env.CORS_ORIGINS && env.CORS_ORIGINS.trim() !== '*') {
+    corsOrigins = env.CORS_ORIGINS.split(',').map((o) => o.trim()).filter(Boolean);
+    for (const o of corsOrigins) {
+      try {
+        if (new URL(o).origin !== o) throw new Error('not an origin');
+      } catch {
+        problems.push(`CORS_ORIGINS entry ${JSON.stringify(o)} must be an origin such as https://app.example.org`);
+      }
+    }
+  }
+
+  const searchMaxCount = int('SEARCH_MAX_COUNT', 1000, 1, 10000);
+  const searchDefaultCount = int('SEARCH_DEFAULT_COUNT', 20, 1, 10000);
+  if (searchDefaultCount > searchMaxCount) problems.push('SEARCH_DEFAULT_COUNT must not exceed SEARCH_MAX_COUNT');
+  const shutdownTimeoutMs = int('SHUTDOWN_TIMEOUT_MS', 10000, 0, 600000);
+
+  if (problems.length) throw new ConfigError(problems);
+  return {
+    nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, redisUrl, logLevel, maxBodySize, corsOrigins,
+    searchDefaultCount, searchMaxCount, shutdownTimeoutMs,
+  };
+}

@@ -1,0 +1,54 @@
+import { readFileSync } from 'node:fs';
+import type { CapabilityStatement, CapabilityStatementRestResource } from '@medplum/fhirtypes';
+import { routes, type Route } from './rest/routes.js';
+
+const FILE = new URL('../../capability-statement.json', import.meta.url);
+
+/** Type-level and instance-level interaction codes of the route table, in spec order. */
+const TYPE_INTERACTIONS = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create', 'search-type'] as const;
+
+/**
+ * The CapabilityStatement the route table implies, for every resource type. `capability-statement.json`
+ * must equal this (a test checks it and regenerates with `npm run capability`), so the file never promises
+ * what is not served nor hides what is.
+ */
+export function deriveCapabilityStatement(resourceTypes: string[], base: CapabilityStatement = readDeclared()): CapabilityStatement {
+  const typeRoutes = routes.filter((r) => r.pattern[0] === ':type');
+  const has = (pred: (r: Route) => boolean) => typeRoutes.some(pred);
+  const interactions = TYPE_INTERACTIONS.filter((code) => has((r) => r.interaction === code && !r.conditional));
+  const typeOperations = [...new Set(typeRoutes.filter((r) => r.operation).map((r) => r.operation!))].sort();
+  const resource = resourceTypes.map((type) => ({
+    type: type as CapabilityStatementRestResource['type'],
+    profile: `http://hl7.org/fhir/StructureDefinition/${type}`,
+    interaction: interactions.map((code) => ({ code })),
+    versioning: 'versioned-update',
+    readHistory: true,
+    updateCreate: true,
+    conditionalCreate: true,
+    conditionalRead: 'full-support',
+    conditionalUpdate: has((r) => r.interaction === 'update' && !!r.conditional),
+    conditionalDelete: has((r) => r.interaction === 'delete' && !!r.conditional) ? 'single' : 'not-supported',
+    operation: typeOperations.map((name) => ({ name, definition: `http://hl7.org/fhir/OperationDefinition/Resource-${name}` })),
+  }) satisfies CapabilityStatementRestResource);
+  const systemInteractions = [...new Set(routes.filter((r) => r.pattern[0] !== ':type' && r.interaction !== 'capabilities').map((r) => r.interaction))];
+  const rest = base.rest?.[0] ?? { mode: 'server' as const };
+  return {
+    ...base,
+    rest: [{ ...rest, mode: 'server', resource, interaction: systemInteractions.map((code) => ({ code: code as 'history-system' })) }],
+  };
+}
+
+export function readDeclared(): CapabilityStatement {
+  return JSON.parse(readFileSync(FILE, 'utf8')) as CapabilityStatement;
+}
+
+/** What GET /metadata serves: the declared statement plus facts of this running instance. */
+export function runtimeCapabilityStatement(opts: { baseUrl: string; version: string; startedAt: Date }): CapabilityStatement {
+  const declared = readDeclared();
+  return {
+    ...declared,
+    date: opts.startedAt.toISOString(),
+    software: { ...declared.software, name: declared.software?.name ?? 'Medivoy', version: opts.version },
+    implementation: { description: declared.implementation?.description ?? 'Medivoy FHIR server', url: opts.baseUrl },
+  };
+}

@@ -1,0 +1,90 @@
+import type { Context, Next } from 'koa';
+import { errors } from '../outcomes.js';
+import { matchRoute } from './routes.js';
+import type { FhirRequest, FhirResponse, HandlerContext } from './types.js';
+
+const FHIR_JSON = 'application/fhir+json';
+const JSON_TYPES = /^(application\/(fhir\+json|json|json-patch\+json))\s*(;|$)/i;
+
+/**
+ * The only place where Koa meets the FHIR layer: builds a FhirRequest, dispatches it through the
+ * interaction table, and writes the FhirResponse with content negotiation (R4 3.1.0.1.10 `_format`, `_pretty`).
+ */
+export function fhirEndpoint(opts: { mountPath: string; publicBaseUrl: () => string; context: (ctx: Context) => HandlerContext }) {
+  return async (ctx: Context, _next: Next) => {
+    negotiateFormat(ctx);
+    const rest = ctx.path.slice(opts.mountPath.length).replace(/^\/+|\/+$/g, '');
+    let segments: string[];
+    try {
+      segments = rest ? rest.split('/').map((s) => decodeURIComponent(s)) : [];
+    } catch {
+      throw errors.badRequest('The request path is not valid URL encoding');
+    }
+    const match = matchRoute(ctx.method, segments);
+    if (!match) throw errors.notFound(`No FHIR interaction at ${ctx.method} /${rest}`);
+    if ('allowed' in match) throw errors.methodNotAllowed(`${ctx.method} is not allowed on /${rest}`, match.allowed);
+    checkRequestContentType(ctx);
+    const req: FhirRequest = {
+      method: ctx.method,
+      segments,
+      query: new URLSearchParams(ctx.querystring),
+      headers: ctx.headers as Record<string, string | undefined>,
+      body: (ctx.request as { body?: unknown }).body,
+      baseUrl: `${opts.publicBaseUrl()}${opts.mountPath}`,
+    };
+    const res = await match.route.handler(req, opts.context(ctx), match.params);
+    writeResponse(ctx, res);
+  };
+}
+
+/** 406 for XML or other formats we do not produce; JSON in both of its FHIR spellings is accepted. */
+function negotiateFormat(ctx: Context): void {
+  const format = ctx.query._format;
+  if (typeof format === 'string' && format) {
+    if (!/^(json|application\/(fhir\+)?json)$/i.test(format.trim())) throw errors.notAcceptable(`_format '${format}' is not supported; this server speaks JSON only`);
+    return;
+  }
+  const accept = ctx.get('Accept');
+  if (!accept) return;
+  if (!ctx.accepts(FHIR_JSON, 'application/json', 'application/json-patch+json')) {
+    throw errors.notAcceptable(`Accept '${accept}' cannot be satisfied; this server returns application/fhir+json`);
+  }
+}
+
+function checkRequestContentType(ctx: Context): void {
+  if (!['POST', 'PUT', 'PATCH'].includes(ctx.method)) return;
+  const length = Number(ctx.get('Content-Length') || 0);
+  const hasBody = length > 0 || ctx.get('Transfer-Encoding') !== '';
+  if (!hasBody) return;
+  const type = ctx.get('Content-Type');
+  if (type && /^application\/x-www-form-urlencoded/i.test(type) && ctx.path.endsWith('/_search')) return;
+  if (!JSON_TYPES.test(type)) throw errors.unsupportedMediaType(`Content-Type '${type || '(none)'}' is not supported; send application/fhir+json`);
+}
+
+function writeResponse(ctx: Context, res: FhirResponse): void {
+  ctx.status = res.status;
+  for (const [k, v] of Object.entries(res.headers ?? {})) ctx.set(k, v);
+  if (res.body === undefined || res.status === 304) {
+    ctx.body = null;
+    ctx.status = res.status;
+    return;
+  }
+  const pretty = ctx.query._pretty === 'true';
+  let text: string;
+  if ('json' in res.body && typeof res.body.json === 'string' && Object.keys(res.body).length === 1) {
+    text = pretty ? JSON.stringify(JSON.parse(res.body.json), null, 2) : res.body.json;
+  } else {
+    text = JSON.stringify(res.body, null, pretty ? 2 : undefined);
+  }
+  ctx.type = `${preferredJsonType(ctx)}; charset=utf-8`;
+  ctx.body = text;
+}
+
+/** Answer in the JSON type the client asked for (some clients only accept application/json). */
+function preferredJsonType(ctx: Context): string {
+  const format = ctx.query._format;
+  if (typeof format === 'string' && /^application\/json$/i.test(format)) return 'application/json';
+  const accept = ctx.get('Accept');
+  if (accept && ctx.accepts(FHIR_JSON, 'application/json') === 'application/json' && !/fhir\+json/i.test(accept)) return 'application/json';
+  return FHIR_JSON;
+}

@@ -1,0 +1,77 @@
+import type { Handler } from './types.js';
+import { read, vread, update, patch, remove } from './handlers/instance.js';
+import { create, conditionalUpdate, conditionalDelete } from './handlers/type-level.js';
+import { history } from './handlers/history.js';
+import { search } from './handlers/search-basic.js';
+import { validate } from './handlers/validate.js';
+import { metadata } from './handlers/metadata.js';
+
+/** CapabilityStatement interaction codes (R4 `TypeRestfulInteraction` / `SystemRestfulInteraction`). */
+export type InteractionCode =
+  | 'read' | 'vread' | 'update' | 'patch' | 'delete' | 'history-instance' | 'history-type' | 'create' | 'search-type'
+  | 'history-system' | 'search-system' | 'batch' | 'transaction' | 'capabilities' | 'operation';
+
+export interface Route {
+  method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+  /** Segments after the FHIR base: literals, `:type` (a resource type), `:id`, `:vid`. */
+  pattern: string[];
+  interaction: InteractionCode;
+  /** For operations: the operation name without `$`. */
+  operation?: string;
+  /** True for conditional variants (declared as conditionalUpdate/conditionalDelete in the CapabilityStatement). */
+  conditional?: boolean;
+  handler: Handler;
+}
+
+/** Every REST interaction the server serves. The CapabilityStatement is derived from this table. */
+export const routes: Route[] = [
+  { method: 'GET', pattern: ['metadata'], interaction: 'capabilities', handler: metadata },
+  { method: 'GET', pattern: ['_history'], interaction: 'history-system', handler: history },
+  { method: 'GET', pattern: [':type'], interaction: 'search-type', handler: search },
+  { method: 'POST', pattern: [':type'], interaction: 'create', handler: create },
+  { method: 'PUT', pattern: [':type'], interaction: 'update', conditional: true, handler: conditionalUpdate },
+  { method: 'DELETE', pattern: [':type'], interaction: 'delete', conditional: true, handler: conditionalDelete },
+  { method: 'GET', pattern: [':type', '_history'], interaction: 'history-type', handler: history },
+  { method: 'POST', pattern: [':type', '$validate'], interaction: 'operation', operation: 'validate', handler: validate },
+  { method: 'GET', pattern: [':type', ':id'], interaction: 'read', handler: read },
+  { method: 'PUT', pattern: [':type', ':id'], interaction: 'update', handler: update },
+  { method: 'PATCH', pattern: [':type', ':id'], interaction: 'patch', handler: patch },
+  { method: 'DELETE', pattern: [':type', ':id'], interaction: 'delete', handler: remove },
+  { method: 'POST', pattern: [':type', ':id', '$validate'], interaction: 'operation', operation: 'validate', handler: validate },
+  { method: 'GET', pattern: [':type', ':id', '_history'], interaction: 'history-instance', handler: history },
+  { method: 'GET', pattern: [':type', ':id', '_history', ':vid'], interaction: 'vread', handler: vread },
+];
+
+export interface RouteMatch {
+  route: Route;
+  params: Record<string, string>;
+}
+
+/**
+ * Finds the route for a method and path. Literal segments win over variables, so `Patient/_history`
+ * is type history rather than a read of id `_history`. Returns the allowed methods when only the method is wrong.
+ */
+export function matchRoute(method: string, segments: string[]): RouteMatch | { allowed: string[] } | undefined {
+  let candidates: RouteMatch[] = [];
+  for (const route of routes) {
+    if (route.pattern.length !== segments.length) continue;
+    const params: Record<string, string> = {};
+    let ok = true;
+    for (let i = 0; i < segments.length && ok; i++) {
+      const p = route.pattern[i]!;
+      const s = segments[i]!;
+      if (p.startsWith(':')) {
+        if (s.startsWith('$') || s.startsWith('_')) ok = false;
+        else params[p.slice(1)] = s;
+      } else ok = p === s;
+    }
+    if (ok) candidates.push({ route, params });
+  }
+  if (!candidates.length) return undefined;
+  const literals = (m: RouteMatch) => m.route.pattern.filter((p) => !p.startsWith(':')).length;
+  const best = Math.max(...candidates.map(literals));
+  candidates = candidates.filter((c) => literals(c) === best);
+  const head = method === 'HEAD' ? 'GET' : method;
+  const hit = candidates.find((c) => c.route.method === head);
+  return hit ?? { allowed: [...new Set(candidates.map((c) => c.route.method))] };
+}

@@ -1,0 +1,33 @@
+import type { CapabilityStatement, Resource } from '@medplum/fhirtypes';
+import type { FhirRepository } from '../storage/repository.js';
+
+/** A FHIR request with no trace of the web framework: the REST handlers see only this. */
+export interface FhirRequest {
+  method: string;
+  /** Path segments after the FHIR base, decoded. */
+  segments: string[];
+  query: URLSearchParams;
+  /** Lower-cased header names. */
+  headers: Record<string, string | undefined>;
+  /** Parsed JSON body, if any. */
+  body: unknown;
+  /** Absolute FHIR base URL without trailing slash, e.g. https://host/fhir. */
+  baseUrl: string;
+}
+
+/** What a handler returns; the adapter turns it into HTTP (content negotiation, pretty printing). */
+export interface FhirResponse {
+  status: number;
+  headers?: Record<string, string>;
+  /** A stored resource's JSON text (sent as is), a resource/object to serialize, or nothing. */
+  body?: { json: string } | Resource | Record<string, unknown>;
+}
+
+export interface HandlerContext {
+  repo: FhirRepository;
+  searchDefaultCount: number;
+  searchMaxCount: number;
+  capabilityStatement: () => CapabilityStatement;
+}
+
+export type Handler = (req: FhirRequest, ctx: HandlerContext, params: Record<string, string>) => Promise<FhirResponse>;

@@ -1,0 +1,258 @@
+import { randomUUID } from 'node:crypto';
+import type { ClientSession, MongoClient } from 'mongodb';
+import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
+import jsonpatch, { type Operation } from 'fast-json-patch';
+import { errors } from '../../outcomes.js';
+import type { Indexer } from '../../search/index-entry.js';
+import type { CurrentFilter } from '../../search/criteria.js';
+import type { FhirRepository } from '../repository.js';
+import { FHIR_ID, type HistoryPage, type HistoryQuery, type ResourceVersion, type WriteOptions, type WriteResult } from '../types.js';
+import { type Collections, type CurrentDoc, toVersion } from './documents.js';
+import { VersionConflict, rollForward, writeVersion } from './version-writer.js';
+import { maybeInTransaction } from './transactions.js';
+import { withCriteriaLock } from './criteria-lock.js';
+import { decodeCursor, encodeCursor } from './cursor.js';
+
+export interface MongoRepositoryDeps {
+  client: MongoClient;
+  collections: Collections;
+  supportsTransactions: boolean;
+  /** Returns every validation issue of a resource (errors reject the write). */
+  validate: (resource: Resource) => OperationOutcomeIssue[];
+  indexer: Indexer;
+  /** Translates conditional criteria into a filter over current documents. */
+  criteriaFilter: (resourceType: string, criteria: string) => CurrentFilter;
+  isResourceType: (type: string) => boolean;
+}
+
+/** How often a write without If-Match retries after losing a race to another writer. */
+const MAX_WRITE_ATTEMPTS = 8;
+
+/** FHIR repository on MongoDB (or FerretDB): versioned, validated, race-free per resource. */
+export class MongoRepository implements FhirRepository {
+  readonly supportsTransactions: boolean;
+
+  constructor(private readonly deps: MongoRepositoryDeps) {
+    this.supportsTransactions = deps.supportsTransactions;
+  }
+
+  async create(resource: Resource, opts: { ifNoneExist?: string } = {}): Promise<WriteResult> {
+    this.checkType(resource?.resourceType);
+    const type = resource.resourceType;
+    if (opts.ifNoneExist !== undefined) {
+      const criteria = opts.ifNoneExist;
+      const lockName = `${type}?${normalizeCriteria(criteria)}`;
+      this.deps.criteriaFilter(type, criteria); // reject bad criteria before taking the lock
+      return withCriteriaLock(this.deps.collections, lockName, async () => {
+        const matches = await this.findByCriteria(type, criteria, 2);
+        if (matches.length > 1) throw errors.preconditionFailed(`If-None-Exist criteria '${criteria}' matched ${matches.length} or more ${type} resources`);
+        if (matches.length === 1) return { version: matches[0]!, created: false, matched: true };
+        return this.createNew(resource);
+      });
+    }
+    return this.createNew(resource);
+  }
+
+  private async createNew(resource: Resource): Promise<WriteResult> {
+    // R4 3.1.0.5: the server assigns the id of a created resource; any id in the body is ignored.
+    const id = randomUUID();
+    const prepared = this.prepare({ ...resource, id } as Resource);
+    const version = await this.commit(prepared, null, 'POST');
+    return { version, created: true };
+  }
+
+  async read(resourceType: string, id: string): Promise<ResourceVersion> {
+    this.checkType(resourceType);
+    if (!FHIR_ID.test(id)) throw errors.notFound(`${resourceType}/${id} is not a valid resource id`);
+    const doc = await this.deps.collections.current.findOne({ _id: `${resourceType}/${id}` }, { projection: { ix: 0 } });
+    if (!doc) throw errors.notFound(`${resourceType}/${id} not found`);
+    if (doc.del) throw errors.gone(`${resourceType}/${id} was deleted`);
+    return toVersion(doc);
+  }
+
+  async vread(resourceType: string, id: string, versionId: string): Promise<ResourceVersion> {
+    this.checkType(resourceType);
+    const v = Number(versionId);
+    if (!FHIR_ID.test(id) || !Number.isInteger(v) || v < 1) throw errors.notFound(`${resourceType}/${id}/_history/${versionId} not found`);
+    const doc = await this.deps.collections.history.findOne({ _id: `${resourceType}/${id}/${v}` });
+    if (!doc) throw errors.notFound(`${resourceType}/${id}/_history/${versionId} not found`);
+    if (doc.del) throw errors.gone(`${resourceType}/${id} version ${versionId} is a deletion`);
+    return toVersion(doc);
+  }
+
+  async update(resource: Resource, opts: WriteOptions = {}): Promise<WriteResult> {
+    this.checkType(resource?.resourceType);
+    if (!resource.id) throw errors.badRequest('An update needs the resource id in the body', [`${resource.resourceType}.id`]);
+    if (!FHIR_ID.test(resource.id)) throw errors.badRequest(`'${resource.id}' is not a valid FHIR id`, [`${resource.resourceType}.id`]);
+    const prepared = this.prepare(resource);
+    return this.withRetries(`${resource.resourceType}/${resource.id}`, opts, async (current) => {
+      const version = await this.commit(prepared, current, 'PUT');
+      return { version, created: !current || current.del };
+    });
+  }
+
+  async conditionalUpdate(resourceType: string, criteria: string, resource: Resource, opts: WriteOptions = {}): Promise<WriteResult> {
+    this.checkType(resourceType);
+    if (resource?.resourceType !== resourceType) throw errors.badRequest(`Body resourceType '${resource?.resourceType}' does not match URL type '${resourceType}'`);
+    const lockName = `${resourceType}?${normalizeCriteria(criteria)}`;
+    this.deps.criteriaFilter(resourceType, criteria);
+    return withCriteriaLock(this.deps.collections, lockName, async () => {
+      const matches = await this.findByCriteria(resourceType, criteria, 2);
+      if (matches.length > 1) throw errors.preconditionFailed(`Conditional update criteria '${criteria}' matched more than one ${resourceType}`);
+      if (matches.length === 1) {
+        const id = matches[0]!.id;
+        if (resource.id && resource.id !== id) throw errors.badRequest(`Body id '${resource.id}' does not match the resource found by the criteria (${id})`);
+        return this.update({ ...resource, id } as Resource, opts);
+      }
+      if (resource.id) return this.update(resource, opts);
+      return this.createNew(resource);
+    });
+  }
+
+  async patch(resourceType: string, id: string, operations: Operation[], opts: WriteOptions = {}): Promise<WriteResult> {
+    this.checkType(resourceType);
+    if (!Array.isArray(operations)) throw errors.badRequest('A JSON Patch body must be an array of operations');
+    const patchError = jsonpatch.validate(operations);
+    if (patchError) throw errors.badRequest(`Invalid JSON Patch: ${patchError.name} at operation ${patchError.index}`);
+    return this.withRetries(`${resourceType}/${id}`, opts, async (current) => {
+      if (!current) throw errors.notFound(`${resourceType}/${id} not found`);
+      if (current.del || current.json === null) throw errors.gone(`${resourceType}/${id} was deleted`);
+      let patched: Resource;
+      try {
+        patched = jsonpatch.applyPatch(JSON.parse(current.json), operations, true, false).newDocument as Resource;
+      } catch (err) {
+        const name = (err as { name?: string }).name;
+        if (name === 'TEST_OPERATION_FAILED') throw errors.businessRule('JSON Patch test operation failed');
+        throw errors.badRequest(`JSON Patch could not be applied: ${(err as Error).message.split('\n')[0]}`);
+      }
+      if (patched?.resourceType !== resourceType || patched.id !== id) throw errors.badRequest('A patch may not change resourceType or id');
+      const version = await this.commit(this.prepare(patched), current, 'PATCH');
+      return { version, created: false };
+    });
+  }
+
+  async delete(resourceType: string, id: string, opts: WriteOptions = {}): Promise<ResourceVersion | undefined> {
+    this.checkType(resourceType);
+    if (!FHIR_ID.test(id)) return undefined;
+    const result = await this.withRetries(`${resourceType}/${id}`, opts, async (current) => {
+      if (!current || current.del) return { version: undefined as unknown as ResourceVersion, created: false };
+      const version = await this.commit({ resourceType, id } as Resource, current, 'DELETE');
+      return { version, created: false };
+    });
+    return result.version;
+  }
+
+  async conditionalDelete(resourceType: string, criteria: string): Promise<ResourceVersion | undefined> {
+    this.checkType(resourceType);
+    normalizeCriteria(criteria);
+    const matches = await this.findByCriteria(resourceType, criteria, 2);
+    if (matches.length > 1) throw errors.preconditionFailed(`Conditional delete criteria '${criteria}' matched more than one ${resourceType}`);
+    if (matches.length === 0) return undefined;
+    return this.delete(resourceType, matches[0]!.id);
+  }
+
+  async findByCriteria(resourceType: string, criteria: string, limit: number): Promise<ResourceVersion[]> {
+    this.checkType(resourceType);
+    const filter = this.deps.criteriaFilter(resourceType, criteria);
+    const docs = await this.deps.collections.current.find(filter, { projection: { ix: 0 } }).sort({ lu: -1, _id: -1 }).limit(limit).toArray();
+    return docs.map(toVersion);
+  }
+
+  async history(q: HistoryQuery): Promise<HistoryPage> {
+    if (q.resourceType) this.checkType(q.resourceType);
+    const filter: Record<string, unknown> = {};
+    if (q.resourceType) filter.t = q.resourceType;
+    if (q.id) filter.id = q.id;
+    const lu: Record<string, Date> = {};
+    if (q.since) lu.$gte = q.since;
+    if (q.at) lu.$lte = q.at;
+    if (Object.keys(lu).length) filter.lu = lu;
+    const pageFilter = { ...filter };
+    if (q.cursor) {
+      const c = decodeCursor(q.cursor);
+      pageFilter.$or = [{ lu: { $lt: c.lu } }, { lu: c.lu, _id: { $lt: c.key } }];
+    }
+    const h = this.deps.collections.history;
+    const [docs, total] = await Promise.all([
+      h.find(pageFilter).sort({ lu: -1, _id: -1 }).limit(q.count + 1).toArray(),
+      h.countDocuments(filter),
+    ]);
+    const page = docs.slice(0, q.count);
+    const last = page[page.length - 1];
+    return {
+      versions: page.map(toVersion),
+      total,
+      nextCursor: docs.length > q.count && last ? encodeCursor({ lu: last.lu, key: last._id }) : undefined,
+    };
+  }
+
+  /** Validates and normalizes a resource for storage; throws 400 with every issue found. */
+  private prepare(resource: Resource): Resource {
+    const issues = this.deps.validate(resource);
+    if (issues.some((i) => i.severity === 'error' || i.severity === 'fatal')) throw errors.invalid(issues);
+    return resource;
+  }
+
+  /**
+   * Runs a read-modify-write against the current document. A lost race is retried from a fresh read,
+   * unless the client pinned the version with If-Match: then it is a 412 and nothing is written.
+   */
+  private async withRetries(key: string, opts: WriteOptions, attempt: (current: CurrentDoc | null) => Promise<WriteResult>): Promise<WriteResult> {
+    const expected = opts.ifMatch === undefined ? undefined : parseIfMatch(opts.ifMatch);
+    for (let i = 0; ; i++) {
+      const current = await this.deps.collections.current.findOne({ _id: key });
+      if (expected !== undefined && (!current || current.v !== expected)) {
+        throw errors.preconditionFailed(`If-Match version ${expected} does not match the current version${current ? ` (${current.v})` : ' (none)'} of ${key}`);
+      }
+      try {
+        return await attempt(current);
+      } catch (err) {
+        if (!(err instanceof VersionConflict)) throw err;
+        await rollForward(this.deps.collections, key, current?.v ?? 0, (json) => this.deps.indexer(JSON.parse(json)));
+        if (expected !== undefined) throw errors.preconditionFailed(`${key} was changed by another writer (version ${err.version} exists)`);
+        if (i + 1 >= MAX_WRITE_ATTEMPTS) throw errors.conflict(`${key} is being changed by many writers at once; retry later`);
+      }
+    }
+  }
+
+  /** Writes the next version after `current` (a deletion when method is DELETE). */
+  private async commit(resource: Resource, current: CurrentDoc | null, method: ResourceVersion['method']): Promise<ResourceVersion> {
+    const type = resource.resourceType;
+    const id = resource.id!;
+    const v = (current?.v ?? 0) + 1;
+    // Keep lastUpdated strictly increasing per resource even if the clock steps back.
+    const now = Date.now();
+    const lu = new Date(current && current.lu.getTime() >= now ? current.lu.getTime() + 1 : now);
+    const deleted = method === 'DELETE';
+    let json: string | null = null;
+    let ix: CurrentDoc['ix'] = { tk: [] };
+    if (!deleted) {
+      const { resourceType: _t, id: _i, meta, ...rest } = resource as Resource & { meta?: Record<string, unknown> };
+      const { versionId: _v, lastUpdated: _l, ...otherMeta } = meta ?? {};
+      const stored = { resourceType: type, id, meta: { ...otherMeta, versionId: String(v), lastUpdated: lu.toISOString() }, ...rest };
+      json = JSON.stringify(stored);
+      ix = this.deps.indexer(stored as Record<string, unknown>);
+    }
+    const doc: CurrentDoc = { _id: `${type}/${id}`, t: type, id, v, lu, del: deleted, json, m: method, ix };
+    await maybeInTransaction(this.deps.client, this.supportsTransactions, (session?: ClientSession) => writeVersion(this.deps.collections, doc, session));
+    return toVersion(doc);
+  }
+
+  private checkType(type: unknown): asserts type is string {
+    if (typeof type !== 'string' || !this.deps.isResourceType(type)) throw errors.notFound(`Unknown resource type '${String(type)}'`);
+  }
+}
+
+/** Accepts `W/"3"`, `"3"` or `3`. */
+export function parseIfMatch(value: string): number {
+  const m = /^\s*(?:W\/)?"?(\d+)"?\s*$/.exec(value);
+  if (!m) throw errors.badRequest(`If-Match '${value}' is not a version ETag such as W/"3"`);
+  return Number(m[1]);
+}
+
+function normalizeCriteria(criteria: string): string {
+  if (!criteria.replace(/^\?/, '')) throw errors.badRequest('Conditional criteria must contain at least one search parameter');
+  const params = new URLSearchParams(criteria.startsWith('?') ? criteria.slice(1) : criteria);
+  params.sort();
+  return params.toString();
+}

@@ -1,0 +1,71 @@
+import { MongoServerError, type ClientSession } from 'mongodb';
+import type { Collections, CurrentDoc, HistoryDoc } from './documents.js';
+
+const DUPLICATE_KEY = 11000;
+
+export function isDuplicateKey(err: unknown): boolean {
+  return err instanceof MongoServerError && err.code === DUPLICATE_KEY;
+}
+
+/** Raised when another writer took the version this writer expected to create. */
+export class VersionConflict extends Error {
+  constructor(readonly key: string, readonly version: number) {
+    super(`version ${version} of ${key} was written concurrently`);
+  }
+}
+
+/**
+ * Writes version `doc.v` of a resource: first the history document, whose unique `_id` (`Type/id/v`)
+ * admits exactly one writer per version on any engine, then the current document.
+ * Without transactions a crash between the two leaves history one version ahead; `rollForward`
+ * repairs that from the history document, which is complete, the next time anyone writes the resource.
+ */
+export async function writeVersion(c: Collections, doc: CurrentDoc, session?: ClientSession): Promise<void> {
+  const hist: HistoryDoc = { _id: `${doc._id}/${doc.v}`, t: doc.t, id: doc.id, v: doc.v, lu: doc.lu, del: doc.del, json: doc.json, m: doc.m };
+  try {
+    await c.history.insertOne(hist, { session });
+  } catch (err) {
+    if (isDuplicateKey(err)) throw new VersionConflict(doc._id, doc.v);
+    throw err;
+  }
+  await replaceIfNewer(c, doc, session);
+}
+
+async function replaceIfNewer(c: Collections, doc: CurrentDoc, session?: ClientSession): Promise<void> {
+  try {
+    await c.current.replaceOne({ _id: doc._id, v: { $lt: doc.v } }, doc, { upsert: true, session });
+  } catch (err) {
+    // The upsert collides only when the current document is already at this version or later
+    // (another writer rolled it forward): nothing left to do.
+    if (!isDuplicateKey(err)) throw err;
+  }
+}
+
+/**
+ * Brings the current document up to the newest history version, when an interrupted writer left it behind.
+ * `reindex` recomputes the search entries of the history version's JSON.
+ */
+export async function rollForward(
+  c: Collections,
+  key: string,
+  currentVersion: number,
+  reindex: (json: string) => CurrentDoc['ix'],
+  session?: ClientSession,
+): Promise<boolean> {
+  const [t, id] = key.split('/') as [string, string];
+  const newest = await c.history.find({ t, id }, { session }).sort({ v: -1 }).limit(1).next();
+  if (!newest || newest.v <= currentVersion) return false;
+  await replaceIfNewer(
+    c,
+    { _id: key, t, id, v: newest.v, lu: newest.lu, del: newest.del, json: newest.json, m: newest.m, ix: newest.json ? reindex(newest.json) : { tk: [] } },
+    session,
+  );
+  return true;
+}
+
+/** Undoes a version this process wrote (used to roll back a failed multi-write on engines without transactions). */
+export async function undoVersion(c: Collections, doc: CurrentDoc, previous: CurrentDoc | null): Promise<void> {
+  await c.history.deleteOne({ _id: `${doc._id}/${doc.v}` });
+  if (previous) await c.current.replaceOne({ _id: doc._id, v: doc.v }, previous);
+  else await c.current.deleteOne({ _id: doc._id, v: doc.v });
+}

@@ -1,0 +1,24 @@
+import type { Resource } from '@medplum/fhirtypes';
+import type { Operation } from 'fast-json-patch';
+import type { HistoryPage, HistoryQuery, ResourceVersion, WriteOptions, WriteResult } from './types.js';
+
+/**
+ * The FHIR repository: every feature (REST, bundles, scheduling, billing) reads and writes through it,
+ * so validation, versioning and (later) access policy apply to all of them alike. It knows nothing about HTTP.
+ */
+export interface FhirRepository {
+  /** Whether multi-document writes run inside real engine transactions. */
+  readonly supportsTransactions: boolean;
+  create(resource: Resource, opts?: { ifNoneExist?: string }): Promise<WriteResult>;
+  read(resourceType: string, id: string): Promise<ResourceVersion>;
+  vread(resourceType: string, id: string, versionId: string): Promise<ResourceVersion>;
+  update(resource: Resource, opts?: WriteOptions): Promise<WriteResult>;
+  conditionalUpdate(resourceType: string, criteria: string, resource: Resource, opts?: WriteOptions): Promise<WriteResult>;
+  patch(resourceType: string, id: string, operations: Operation[], opts?: WriteOptions): Promise<WriteResult>;
+  /** Deletes a resource; resolves to undefined when there was nothing to delete (already gone or never existed). */
+  delete(resourceType: string, id: string, opts?: WriteOptions): Promise<ResourceVersion | undefined>;
+  conditionalDelete(resourceType: string, criteria: string): Promise<ResourceVersion | undefined>;
+  history(query: HistoryQuery): Promise<HistoryPage>;
+  /** Current (not deleted) resources matching search criteria, at most `limit`. */
+  findByCriteria(resourceType: string, criteria: string, limit: number): Promise<ResourceVersion[]>;
+}

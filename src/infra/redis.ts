@@ -1,0 +1,100 @@
+import { Redis } from 'ioredis';
+import type { Logger } from './logger.js';
+
+/**
+ * The small part of Redis the server relies on, so that a process without REDIS_URL
+ * can fall back to an in-process store (single process only; logged at start-up).
+ */
+export interface KeyValueStore {
+  readonly kind: 'redis' | 'in-process';
+  get(key: string): Promise<string | null>;
+  /** Sets a value with a time to live in milliseconds; `onlyIfAbsent` returns false when the key existed. */
+  set(key: string, value: string, ttlMs: number, onlyIfAbsent?: boolean): Promise<boolean>;
+  /** Increments a counter, starting its time to live on first increment; returns the new value and remaining ttl. */
+  incr(key: string, ttlMs: number): Promise<{ value: number; ttlMs: number }>;
+  del(key: string): Promise<void>;
+  ping(): Promise<boolean>;
+  close(): Promise<void>;
+}
+
+export async function initRedis(opts: { url?: string; logger: Logger }): Promise<KeyValueStore> {
+  if (!opts.url) {
+    opts.logger.warn('REDIS_URL is not set: using in-process cache and rate-limit counters (not shared between processes)');
+    return new InProcessStore();
+  }
+  const client = new Redis(opts.url, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true });
+  client.on('error', (err) => opts.logger.warn({ err: err.message }, 'redis connection error'));
+  await client.connect();
+  opts.logger.info('connected to Redis');
+  return new RedisStore(client);
+}
+
+class RedisStore implements KeyValueStore {
+  readonly kind = 'redis' as const;
+  constructor(private readonly client: Redis) {}
+  get(key: string) {
+    return this.client.get(key);
+  }
+  async set(key: string, value: string, ttlMs: number, onlyIfAbsent = false) {
+    const res = onlyIfAbsent
+      ? await this.client.set(key, value, 'PX', ttlMs, 'NX')
+      : await this.client.set(key, value, 'PX', ttlMs);
+    return res === 'OK';
+  }
+  async incr(key: string, ttlMs: number) {
+    const replies = (await this.client.multi().incr(key).pexpire(key, ttlMs, 'NX').pttl(key).exec()) ?? [];
+    const value = Number(replies[0]?.[1] ?? 0);
+    const ttl = Number(replies[2]?.[1] ?? ttlMs);
+    return { value, ttlMs: ttl };
+  }
+  async del(key: string) {
+    await this.client.del(key);
+  }
+  async ping() {
+    try {
+      return (await this.client.ping()) === 'PONG';
+    } catch {
+      return false;
+    }
+  }
+  async close() {
+    await this.client.quit().catch(() => this.client.disconnect());
+  }
+}
+
+class InProcessStore implements KeyValueStore {
+  readonly kind = 'in-process' as const;
+  private readonly entries = new Map<string, { value: string; expiresAt: number }>();
+
+  private live(key: string) {
+    const e = this.entries.get(key);
+    if (e && e.expiresAt <= Date.now()) {
+      this.entries.delete(key);
+      return undefined;
+    }
+    return e;
+  }
+  async get(key: string) {
+    return this.live(key)?.value ?? null;
+  }
+  async set(key: string, value: string, ttlMs: number, onlyIfAbsent = false) {
+    if (onlyIfAbsent && this.live(key)) return false;
+    this.entries.set(key, { value, expiresAt: Date.now() + ttlMs });
+    return true;
+  }
+  async incr(key: string, ttlMs: number) {
+    const e = this.live(key) ?? { value: '0', expiresAt: Date.now() + ttlMs };
+    e.value = String(Number(e.value) + 1);
+    this.entries.set(key, e);
+    return { value: Number(e.value), ttlMs: e.expiresAt - Date.now() };
+  }
+  async del(key: string) {
+    this.entries.delete(key);
+  }
+  async ping() {
+    return true;
+  }
+  async close() {
+    this.entries.clear();
+  }
+}

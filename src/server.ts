@@ -1,0 +1,136 @@
+import { readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Koa from 'koa';
+import Router from '@koa/router';
+import { HttpMethodEnum, koaBody } from 'koa-body';
+import type { Config } from './config/config.js';
+import type { Logger } from './infra/logger.js';
+import { initMongo, type MongoHandle } from './infra/mongo.js';
+import { initRedis, type KeyValueStore } from './infra/redis.js';
+import { errorHandler } from './http/error-handler.js';
+import { requestContext } from './http/request-context.js';
+import { securityHeaders } from './http/security-headers.js';
+import { healthRouter } from './health/routes.js';
+import { fhirEndpoint } from './fhir/rest/koa-adapter.js';
+import { runtimeCapabilityStatement } from './fhir/capability.js';
+import { collections, ensureIndexes } from './fhir/storage/mongo/documents.js';
+import { MongoRepository } from './fhir/storage/mongo/mongo-repository.js';
+import { criteriaToFilter, identifierIndex } from './fhir/search/criteria.js';
+import { isResourceType, loadDefinitions } from './fhir/definitions.js';
+import { validateResource } from './fhir/validation/validate-resource.js';
+import { loadProfiles } from './fhir/validation/profiles.js';
+import type { FhirRepository } from './fhir/storage/repository.js';
+import type { CapabilityStatement } from '@medplum/fhirtypes';
+
+export const FHIR_MOUNT = '/fhir';
+const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+export interface RunningServer {
+  server: Server;
+  /** Where this instance listens, e.g. http://127.0.0.1:34567 (may differ from the public base URL). */
+  url: string;
+  mongo: MongoHandle;
+  kv: KeyValueStore;
+  repo: FhirRepository;
+  close(): Promise<void>;
+}
+
+/**
+ * Composition root: initializes every resource in order (definitions → MongoDB → Redis → app),
+ * starts listening, and closes them in reverse order on `close()` after draining in-flight requests.
+ */
+export async function startServer(config: Config, logger: Logger): Promise<RunningServer> {
+  const startedAt = new Date();
+  loadDefinitions();
+  loadProfiles();
+  const mongo = await initMongo({ uri: config.mongodbUri, dbName: config.mongodbDb, logger });
+  let kv: KeyValueStore | undefined;
+  try {
+    const cols = collections(mongo.db);
+    await ensureIndexes(cols);
+    kv = await initRedis({ url: config.redisUrl, logger });
+    const repo = new MongoRepository({
+      client: mongo.client,
+      collections: cols,
+      supportsTransactions: mongo.supportsTransactions,
+      validate: (r) => validateResource(r),
+      indexer: identifierIndex,
+      criteriaFilter: criteriaToFilter,
+      isResourceType,
+    });
+
+    const app = new Koa({ proxy: true });
+    // The public base is known only once listening when BASE_URL is unset (e.g. PORT=0 in tests).
+    let publicBase = config.baseUrl ?? '';
+    let capability: CapabilityStatement | undefined;
+    app.use(requestContext(logger));
+    app.use(errorHandler(logger));
+    app.use(securityHeaders({ origins: config.corsOrigins }));
+    const health = healthRouter({
+      version: VERSION,
+      environment: config.nodeEnv,
+      startedAt,
+      checks: {
+        mongodb: async () => (await mongo.db.command({ ping: 1 })).ok === 1,
+        redis: () => kv!.ping(),
+      },
+    });
+    app.use(health.routes());
+    const fhir = new Router({ prefix: FHIR_MOUNT });
+    const endpoint = fhirEndpoint({
+      mountPath: FHIR_MOUNT,
+      publicBaseUrl: () => publicBase,
+      context: () => ({ repo, searchDefaultCount: config.searchDefaultCount, searchMaxCount: config.searchMaxCount, capabilityStatement: () => capability! }),
+    });
+    const body = koaBody({
+      jsonLimit: config.maxBodySize,
+      jsonStrict: false,
+      jsonTypes: ['application/json', 'application/fhir+json', 'application/json-patch+json'],
+      urlencoded: false,
+      text: false,
+      multipart: false,
+      parsedMethods: [HttpMethodEnum.POST, HttpMethodEnum.PUT, HttpMethodEnum.PATCH],
+    });
+    fhir.all(['/', '/{*rest}'], body, endpoint);
+    app.use(fhir.routes());
+
+    const server = app.listen(config.port, config.host);
+    await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+    const addr = server.address() as AddressInfo;
+    const url = `http://${addr.address === '0.0.0.0' || addr.address === '::' ? '127.0.0.1' : addr.address}:${addr.port}`;
+    if (!config.baseUrl) publicBase = `http://${config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : addr.address}:${addr.port}`;
+    capability = runtimeCapabilityStatement({ baseUrl: `${publicBase}${FHIR_MOUNT}`, version: VERSION, startedAt });
+    logger.info({ url, baseUrl: publicBase, engine: mongo.engine, transactions: mongo.supportsTransactions, kv: kv.kind }, 'Medivoy is listening');
+
+    const store = kv;
+    return {
+      server, url, mongo, kv: store, repo,
+      async close() {
+        await drain(server, config.shutdownTimeoutMs);
+        await store.close();
+        await mongo.close();
+      },
+    };
+  } catch (err) {
+    await kv?.close().catch(() => undefined);
+    await mongo.close().catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Stops accepting connections and waits for in-flight requests, forcing idle and then all sockets closed. */
+async function drain(server: Server, timeoutMs: number): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      server.closeAllConnections();
+      resolve();
+    }, timeoutMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
+}
