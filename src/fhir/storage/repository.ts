@@ -19,6 +19,11 @@ export interface FhirRepository {
   delete(resourceType: string, id: string, opts?: WriteOptions): Promise<ResourceVersion | undefined>;
   conditionalDelete(resourceType: string, criteria: string): Promise<ResourceVersion | undefined>;
   history(query: HistoryQuery): Promise<HistoryPage>;
+  /**
+   * Runs `fn` as one atomic unit against a repository scoped to it: a real transaction where the engine
+   * has them, otherwise apply-then-undo (every version written is rolled back if `fn` throws).
+   */
+  transaction<T>(fn: (tx: FhirRepository) => Promise<T>): Promise<T>;
   /** Current (not deleted) resources matching search criteria, at most `limit`. */
   findByCriteria(resourceType: string, criteria: string, limit: number): Promise<ResourceVersion[]>;
 }

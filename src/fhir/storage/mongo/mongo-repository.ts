@@ -11,6 +11,7 @@ import { type Collections, type CurrentDoc, toVersion } from './documents.js';
 import { VersionConflict, rollForward, writeVersion } from './version-writer.js';
 import { maybeInTransaction } from './transactions.js';
 import { withCriteriaLock } from './criteria-lock.js';
+import { UnitOfWork } from './unit-of-work.js';
 import { decodeCursor, encodeCursor } from './cursor.js';
 
 export interface MongoRepositoryDeps {
@@ -32,8 +33,55 @@ const MAX_WRITE_ATTEMPTS = 8;
 export class MongoRepository implements FhirRepository {
   readonly supportsTransactions: boolean;
 
-  constructor(private readonly deps: MongoRepositoryDeps) {
+  constructor(
+    private readonly deps: MongoRepositoryDeps,
+    /** Set on the repository handed to a transaction's callback. */
+    private readonly uow?: UnitOfWork,
+  ) {
     this.supportsTransactions = deps.supportsTransactions;
+  }
+
+  async transaction<T>(fn: (tx: FhirRepository) => Promise<T>): Promise<T> {
+    if (this.uow) return fn(this); // already inside one: join it
+    const c = this.deps.collections;
+    if (this.supportsTransactions) {
+      const session = this.deps.client.startSession();
+      let uow: UnitOfWork | undefined;
+      try {
+        let result: T | undefined;
+        // withTransaction re-runs the callback on transient conflicts, so each attempt gets a fresh unit.
+        await session.withTransaction(async () => {
+          await uow?.releaseLocks();
+          uow = new UnitOfWork(c, session);
+          result = await fn(new MongoRepository(this.deps, uow));
+        });
+        return result as T;
+      } finally {
+        await uow?.releaseLocks();
+        await session.endSession();
+      }
+    }
+    const uow = new UnitOfWork(c, undefined);
+    try {
+      return await fn(new MongoRepository(this.deps, uow));
+    } catch (err) {
+      await uow.rollback();
+      throw err;
+    } finally {
+      await uow.releaseLocks();
+    }
+  }
+
+  /** Driver options that put an operation into the current transaction, if any. */
+  private get s() {
+    return { session: this.uow?.session };
+  }
+
+  /** Holds the criteria lock for `fn` (until the end of the unit of work, inside a transaction). */
+  private async locked<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    if (!this.uow) return withCriteriaLock(this.deps.collections, name, fn);
+    await this.uow.lock(name);
+    return fn();
   }
 
   async create(resource: Resource, opts: { ifNoneExist?: string } = {}): Promise<WriteResult> {
@@ -43,7 +91,7 @@ export class MongoRepository implements FhirRepository {
       const criteria = opts.ifNoneExist;
       const lockName = `${type}?${normalizeCriteria(criteria)}`;
       this.deps.criteriaFilter(type, criteria); // reject bad criteria before taking the lock
-      return withCriteriaLock(this.deps.collections, lockName, async () => {
+      return this.locked(lockName, async () => {
         const matches = await this.findByCriteria(type, criteria, 2);
         if (matches.length > 1) throw errors.preconditionFailed(`If-None-Exist criteria '${criteria}' matched ${matches.length} or more ${type} resources`);
         if (matches.length === 1) return { version: matches[0]!, created: false, matched: true };
@@ -64,7 +112,7 @@ export class MongoRepository implements FhirRepository {
   async read(resourceType: string, id: string): Promise<ResourceVersion> {
     this.checkType(resourceType);
     if (!FHIR_ID.test(id)) throw errors.notFound(`${resourceType}/${id} is not a valid resource id`);
-    const doc = await this.deps.collections.current.findOne({ _id: `${resourceType}/${id}` }, { projection: { ix: 0 } });
+    const doc = await this.deps.collections.current.findOne({ _id: `${resourceType}/${id}` }, { projection: { ix: 0 }, ...this.s });
     if (!doc) throw errors.notFound(`${resourceType}/${id} not found`);
     if (doc.del) throw errors.gone(`${resourceType}/${id} was deleted`);
     return toVersion(doc);
@@ -74,7 +122,7 @@ export class MongoRepository implements FhirRepository {
     this.checkType(resourceType);
     const v = Number(versionId);
     if (!FHIR_ID.test(id) || !Number.isInteger(v) || v < 1) throw errors.notFound(`${resourceType}/${id}/_history/${versionId} not found`);
-    const doc = await this.deps.collections.history.findOne({ _id: `${resourceType}/${id}/${v}` });
+    const doc = await this.deps.collections.history.findOne({ _id: `${resourceType}/${id}/${v}` }, this.s);
     if (!doc) throw errors.notFound(`${resourceType}/${id}/_history/${versionId} not found`);
     if (doc.del) throw errors.gone(`${resourceType}/${id} version ${versionId} is a deletion`);
     return toVersion(doc);
@@ -96,7 +144,7 @@ export class MongoRepository implements FhirRepository {
     if (resource?.resourceType !== resourceType) throw errors.badRequest(`Body resourceType '${resource?.resourceType}' does not match URL type '${resourceType}'`);
     const lockName = `${resourceType}?${normalizeCriteria(criteria)}`;
     this.deps.criteriaFilter(resourceType, criteria);
-    return withCriteriaLock(this.deps.collections, lockName, async () => {
+    return this.locked(lockName, async () => {
       const matches = await this.findByCriteria(resourceType, criteria, 2);
       if (matches.length > 1) throw errors.preconditionFailed(`Conditional update criteria '${criteria}' matched more than one ${resourceType}`);
       if (matches.length === 1) {
@@ -154,7 +202,7 @@ export class MongoRepository implements FhirRepository {
   async findByCriteria(resourceType: string, criteria: string, limit: number): Promise<ResourceVersion[]> {
     this.checkType(resourceType);
     const filter = this.deps.criteriaFilter(resourceType, criteria);
-    const docs = await this.deps.collections.current.find(filter, { projection: { ix: 0 } }).sort({ lu: -1, _id: -1 }).limit(limit).toArray();
+    const docs = await this.deps.collections.current.find(filter, { projection: { ix: 0 }, ...this.s }).sort({ lu: -1, _id: -1 }).limit(limit).toArray();
     return docs.map(toVersion);
   }
 
@@ -174,8 +222,8 @@ export class MongoRepository implements FhirRepository {
     }
     const h = this.deps.collections.history;
     const [docs, total] = await Promise.all([
-      h.find(pageFilter).sort({ lu: -1, _id: -1 }).limit(q.count + 1).toArray(),
-      h.countDocuments(filter),
+      h.find(pageFilter, this.s).sort({ lu: -1, _id: -1 }).limit(q.count + 1).toArray(),
+      h.countDocuments(filter, this.s),
     ]);
     const page = docs.slice(0, q.count);
     const last = page[page.length - 1];
@@ -200,7 +248,7 @@ export class MongoRepository implements FhirRepository {
   private async withRetries(key: string, opts: WriteOptions, attempt: (current: CurrentDoc | null) => Promise<WriteResult>): Promise<WriteResult> {
     const expected = opts.ifMatch === undefined ? undefined : parseIfMatch(opts.ifMatch);
     for (let i = 0; ; i++) {
-      const current = await this.deps.collections.current.findOne({ _id: key });
+      const current = await this.deps.collections.current.findOne({ _id: key }, this.s);
       if (expected !== undefined && (!current || current.v !== expected)) {
         throw errors.preconditionFailed(`If-Match version ${expected} does not match the current version${current ? ` (${current.v})` : ' (none)'} of ${key}`);
       }
@@ -208,6 +256,8 @@ export class MongoRepository implements FhirRepository {
         return await attempt(current);
       } catch (err) {
         if (!(err instanceof VersionConflict)) throw err;
+        // Inside an engine transaction the failed write has aborted it: report, do not retry here.
+        if (this.uow?.session) throw expected !== undefined ? errors.preconditionFailed(`${key} was changed by another writer`) : errors.conflict(`${key} was changed by another writer during the transaction; retry`);
         await rollForward(this.deps.collections, key, current?.v ?? 0, (json) => this.deps.indexer(JSON.parse(json)));
         if (expected !== undefined) throw errors.preconditionFailed(`${key} was changed by another writer (version ${err.version} exists)`);
         if (i + 1 >= MAX_WRITE_ATTEMPTS) throw errors.conflict(`${key} is being changed by many writers at once; retry later`);
@@ -234,7 +284,12 @@ export class MongoRepository implements FhirRepository {
       ix = this.deps.indexer(stored as Record<string, unknown>);
     }
     const doc: CurrentDoc = { _id: `${type}/${id}`, t: type, id, v, lu, del: deleted, json, m: method, ix };
-    await maybeInTransaction(this.deps.client, this.supportsTransactions, (session?: ClientSession) => writeVersion(this.deps.collections, doc, session));
+    if (this.uow) {
+      await writeVersion(this.deps.collections, doc, this.uow.session);
+      this.uow.recordWrite(doc, current);
+    } else {
+      await maybeInTransaction(this.deps.client, this.supportsTransactions, (session?: ClientSession) => writeVersion(this.deps.collections, doc, session));
+    }
     return toVersion(doc);
   }
 

@@ -1,0 +1,40 @@
+import type { ClientSession } from 'mongodb';
+import type { Collections, CurrentDoc } from './documents.js';
+import { acquireCriteriaLock, releaseCriteriaLock } from './criteria-lock.js';
+import { undoVersion } from './version-writer.js';
+
+/**
+ * The state of one multi-resource write (a transaction Bundle). On an engine with transactions every
+ * operation runs in `session`; without, every version written is recorded so that a failure can undo
+ * them in reverse order. Criteria locks are held until the unit ends, so a conditional create stays
+ * exclusive until its transaction is committed or rolled back.
+ */
+export class UnitOfWork {
+  private readonly written: { doc: CurrentDoc; previous: CurrentDoc | null }[] = [];
+  private readonly locks = new Map<string, string>();
+
+  constructor(
+    private readonly c: Collections,
+    readonly session: ClientSession | undefined,
+  ) {}
+
+  recordWrite(doc: CurrentDoc, previous: CurrentDoc | null): void {
+    if (!this.session) this.written.push({ doc, previous });
+  }
+
+  async lock(name: string): Promise<void> {
+    if (this.locks.has(name)) return;
+    this.locks.set(name, await acquireCriteriaLock(this.c, name));
+  }
+
+  /** Undoes every version written by this unit, newest first (no-op when a session's abort does it). */
+  async rollback(): Promise<void> {
+    for (const { doc, previous } of this.written.reverse()) await undoVersion(this.c, doc, previous);
+    this.written.length = 0;
+  }
+
+  async releaseLocks(): Promise<void> {
+    await Promise.all([...this.locks].map(([name, owner]) => releaseCriteriaLock(this.c, name, owner)));
+    this.locks.clear();
+  }
+}
