@@ -13,6 +13,7 @@ import { requestContext } from './http/request-context.js';
 import { securityHeaders } from './http/security-headers.js';
 import { healthRouter } from './health/routes.js';
 import { fhirEndpoint } from './fhir/rest/koa-adapter.js';
+import { dispatch } from './fhir/rest/dispatch.js';
 import { runtimeCapabilityStatement } from './fhir/capability.js';
 import { collections, ensureIndexes } from './fhir/storage/mongo/documents.js';
 import { MongoRepository } from './fhir/storage/mongo/mongo-repository.js';
@@ -81,7 +82,15 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const endpoint = fhirEndpoint({
       mountPath: FHIR_MOUNT,
       publicBaseUrl: () => publicBase,
-      context: () => ({ repo, searchDefaultCount: config.searchDefaultCount, searchMaxCount: config.searchMaxCount, capabilityStatement: () => capability! }),
+      context: (ctx) => ({
+        repo,
+        searchDefaultCount: config.searchDefaultCount,
+        searchMaxCount: config.searchMaxCount,
+        maxBundleEntries: config.maxBundleEntries,
+        capabilityStatement: () => capability!,
+        dispatch,
+        onUnexpectedError: (err) => logger.error({ err, requestId: ctx.state.requestId }, 'bundle entry failed'),
+      }),
     });
     const body = koaBody({
       jsonLimit: config.maxBodySize,

@@ -19,6 +19,8 @@ export interface Config {
   corsOrigins: '*' | string[];
   searchDefaultCount: number;
   searchMaxCount: number;
+  /** Largest batch/transaction Bundle accepted (more entries: 413). */
+  maxBundleEntries: number;
   shutdownTimeoutMs: number;
 }
 
@@ -107,10 +109,11 @@ export function loadConfig(env: Env = process.env): Config {
   const searchDefaultCount = int('SEARCH_DEFAULT_COUNT', 20, 1, 10000);
   if (searchDefaultCount > searchMaxCount) problems.push('SEARCH_DEFAULT_COUNT must not exceed SEARCH_MAX_COUNT');
   const shutdownTimeoutMs = int('SHUTDOWN_TIMEOUT_MS', 10000, 0, 600000);
+  const maxBundleEntries = int('MAX_BUNDLE_ENTRIES', 10000, 1, 100000);
 
   if (problems.length) throw new ConfigError(problems);
   return {
     nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, redisUrl, logLevel, maxBodySize, corsOrigins,
-    searchDefaultCount, searchMaxCount, shutdownTimeoutMs,
+    searchDefaultCount, searchMaxCount, maxBundleEntries, shutdownTimeoutMs,
   };
 }

@@ -30,7 +30,9 @@ export function deriveCapabilityStatement(resourceTypes: string[], base: Capabil
     conditionalDelete: has((r) => r.interaction === 'delete' && !!r.conditional) ? 'single' : 'not-supported',
     operation: typeOperations.map((name) => ({ name, definition: `http://hl7.org/fhir/OperationDefinition/Resource-${name}` })),
   }) satisfies CapabilityStatementRestResource);
-  const systemInteractions = [...new Set(routes.filter((r) => r.pattern[0] !== ':type' && r.interaction !== 'capabilities').map((r) => r.interaction))];
+  const systemInteractions = [
+    ...new Set(routes.filter((r) => r.pattern[0] !== ':type' && r.interaction !== 'capabilities').flatMap((r) => [r.interaction, ...(r.alsoDeclares ?? [])])),
+  ];
   const rest = base.rest?.[0] ?? { mode: 'server' as const };
   return {
     ...base,

@@ -1,6 +1,5 @@
 import type { Context, Next } from 'koa';
 import { errors } from '../outcomes.js';
-import { matchRoute } from './routes.js';
 import type { FhirRequest, FhirResponse, HandlerContext } from './types.js';
 
 const FHIR_JSON = 'application/fhir+json';
@@ -20,9 +19,6 @@ export function fhirEndpoint(opts: { mountPath: string; publicBaseUrl: () => str
     } catch {
       throw errors.badRequest('The request path is not valid URL encoding');
     }
-    const match = matchRoute(ctx.method, segments);
-    if (!match) throw errors.notFound(`No FHIR interaction at ${ctx.method} /${rest}`);
-    if ('allowed' in match) throw errors.methodNotAllowed(`${ctx.method} is not allowed on /${rest}`, match.allowed);
     checkRequestContentType(ctx);
     const req: FhirRequest = {
       method: ctx.method,
@@ -32,7 +28,8 @@ export function fhirEndpoint(opts: { mountPath: string; publicBaseUrl: () => str
       body: (ctx.request as { body?: unknown }).body,
       baseUrl: `${opts.publicBaseUrl()}${opts.mountPath}`,
     };
-    const res = await match.route.handler(req, opts.context(ctx), match.params);
+    const handlerContext = opts.context(ctx);
+    const res = await handlerContext.dispatch(req, handlerContext);
     writeResponse(ctx, res);
   };
 }

@@ -5,6 +5,7 @@ import { history } from './handlers/history.js';
 import { search } from './handlers/search-basic.js';
 import { validate } from './handlers/validate.js';
 import { metadata } from './handlers/metadata.js';
+import { bundle } from './handlers/bundle.js';
 
 /** CapabilityStatement interaction codes (R4 `TypeRestfulInteraction` / `SystemRestfulInteraction`). */
 export type InteractionCode =
@@ -18,6 +19,8 @@ export interface Route {
   interaction: InteractionCode;
   /** For operations: the operation name without `$`. */
   operation?: string;
+  /** Further interactions the same route serves (a Bundle POST is both batch and transaction). */
+  alsoDeclares?: InteractionCode[];
   /** True for conditional variants (declared as conditionalUpdate/conditionalDelete in the CapabilityStatement). */
   conditional?: boolean;
   handler: Handler;
@@ -26,6 +29,7 @@ export interface Route {
 /** Every REST interaction the server serves. The CapabilityStatement is derived from this table. */
 export const routes: Route[] = [
   { method: 'GET', pattern: ['metadata'], interaction: 'capabilities', handler: metadata },
+  { method: 'POST', pattern: [], interaction: 'transaction', alsoDeclares: ['batch'], handler: bundle },
   { method: 'GET', pattern: ['_history'], interaction: 'history-system', handler: history },
   { method: 'GET', pattern: [':type'], interaction: 'search-type', handler: search },
   { method: 'POST', pattern: [':type'], interaction: 'create', handler: create },

@@ -28,6 +28,12 @@ export interface HandlerContext {
   searchDefaultCount: number;
   searchMaxCount: number;
   capabilityStatement: () => CapabilityStatement;
+  /** Largest number of entries accepted in a batch or transaction Bundle. */
+  maxBundleEntries: number;
+  /** Logs an unexpected error that is reported inside a response rather than thrown (batch entries). */
+  onUnexpectedError: (err: unknown) => void;
+  /** Dispatches a request through the interaction table (Bundle entries use it). */
+  dispatch: (req: FhirRequest, ctx: HandlerContext) => Promise<FhirResponse>;
 }
 
 export type Handler = (req: FhirRequest, ctx: HandlerContext, params: Record<string, string>) => Promise<FhirResponse>;

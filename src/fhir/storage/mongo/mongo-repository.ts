@@ -84,7 +84,7 @@ export class MongoRepository implements FhirRepository {
     return fn();
   }
 
-  async create(resource: Resource, opts: { ifNoneExist?: string } = {}): Promise<WriteResult> {
+  async create(resource: Resource, opts: { ifNoneExist?: string; id?: string } = {}): Promise<WriteResult> {
     this.checkType(resource?.resourceType);
     const type = resource.resourceType;
     if (opts.ifNoneExist !== undefined) {
@@ -95,15 +95,14 @@ export class MongoRepository implements FhirRepository {
         const matches = await this.findByCriteria(type, criteria, 2);
         if (matches.length > 1) throw errors.preconditionFailed(`If-None-Exist criteria '${criteria}' matched ${matches.length} or more ${type} resources`);
         if (matches.length === 1) return { version: matches[0]!, created: false, matched: true };
-        return this.createNew(resource);
+        return this.createNew(resource, opts.id);
       });
     }
-    return this.createNew(resource);
+    return this.createNew(resource, opts.id);
   }
 
-  private async createNew(resource: Resource): Promise<WriteResult> {
+  private async createNew(resource: Resource, id: string = randomUUID()): Promise<WriteResult> {
     // R4 3.1.0.5: the server assigns the id of a created resource; any id in the body is ignored.
-    const id = randomUUID();
     const prepared = this.prepare({ ...resource, id } as Resource);
     const version = await this.commit(prepared, null, 'POST');
     return { version, created: true };
