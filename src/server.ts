@@ -82,6 +82,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const endpoint = fhirEndpoint({
       mountPath: FHIR_MOUNT,
       publicBaseUrl: () => publicBase,
+      idempotency: { kv, ttlMs: config.idempotencyTtlMs },
       context: (ctx) => ({
         repo,
         searchDefaultCount: config.searchDefaultCount,

@@ -22,6 +22,8 @@ export interface Config {
   /** Largest batch/transaction Bundle accepted (more entries: 413). */
   maxBundleEntries: number;
   shutdownTimeoutMs: number;
+  /** How long an Idempotency-Key is remembered. */
+  idempotencyTtlMs: number;
 }
 
 export class ConfigError extends Error {
@@ -110,10 +112,11 @@ export function loadConfig(env: Env = process.env): Config {
   if (searchDefaultCount > searchMaxCount) problems.push('SEARCH_DEFAULT_COUNT must not exceed SEARCH_MAX_COUNT');
   const shutdownTimeoutMs = int('SHUTDOWN_TIMEOUT_MS', 10000, 0, 600000);
   const maxBundleEntries = int('MAX_BUNDLE_ENTRIES', 10000, 1, 100000);
+  const idempotencyTtlMs = int('IDEMPOTENCY_TTL_SECONDS', 86400, 1, 30 * 86400) * 1000;
 
   if (problems.length) throw new ConfigError(problems);
   return {
     nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, redisUrl, logLevel, maxBodySize, corsOrigins,
-    searchDefaultCount, searchMaxCount, maxBundleEntries, shutdownTimeoutMs,
+    searchDefaultCount, searchMaxCount, maxBundleEntries, shutdownTimeoutMs, idempotencyTtlMs,
   };
 }

@@ -1,6 +1,8 @@
 import type { Context, Next } from 'koa';
 import { errors } from '../outcomes.js';
 import type { FhirRequest, FhirResponse, HandlerContext } from './types.js';
+import type { KeyValueStore } from '../../infra/redis.js';
+import { idempotent } from './idempotency.js';
 
 const FHIR_JSON = 'application/fhir+json';
 const JSON_TYPES = /^(application\/(fhir\+json|json|json-patch\+json))\s*(;|$)/i;
@@ -9,7 +11,12 @@ const JSON_TYPES = /^(application\/(fhir\+json|json|json-patch\+json))\s*(;|$)/i
  * The only place where Koa meets the FHIR layer: builds a FhirRequest, dispatches it through the
  * interaction table, and writes the FhirResponse with content negotiation (R4 3.1.0.1.10 `_format`, `_pretty`).
  */
-export function fhirEndpoint(opts: { mountPath: string; publicBaseUrl: () => string; context: (ctx: Context) => HandlerContext }) {
+export function fhirEndpoint(opts: {
+  mountPath: string;
+  publicBaseUrl: () => string;
+  context: (ctx: Context) => HandlerContext;
+  idempotency: { kv: KeyValueStore; ttlMs: number };
+}) {
   return async (ctx: Context, _next: Next) => {
     negotiateFormat(ctx);
     const rest = ctx.path.slice(opts.mountPath.length).replace(/^\/+|\/+$/g, '');
@@ -29,7 +36,7 @@ export function fhirEndpoint(opts: { mountPath: string; publicBaseUrl: () => str
       baseUrl: `${opts.publicBaseUrl()}${opts.mountPath}`,
     };
     const handlerContext = opts.context(ctx);
-    const res = await handlerContext.dispatch(req, handlerContext);
+    const res = await idempotent(opts.idempotency.kv, opts.idempotency.ttlMs, req, () => handlerContext.dispatch(req, handlerContext));
     writeResponse(ctx, res);
   };
 }
