@@ -15,7 +15,7 @@ import { healthRouter } from './health/routes.js';
 import { fhirEndpoint } from './fhir/rest/koa-adapter.js';
 import { dispatch } from './fhir/rest/dispatch.js';
 import { runtimeCapabilityStatement } from './fhir/capability.js';
-import { collections, ensureIndexes } from './fhir/storage/mongo/documents.js';
+import { Collections } from './fhir/storage/mongo/documents.js';
 import { MongoRepository } from './fhir/storage/mongo/mongo-repository.js';
 import { criteriaToFilter, identifierIndex } from './fhir/search/criteria.js';
 import { isResourceType, loadDefinitions } from './fhir/definitions.js';
@@ -48,8 +48,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const mongo = await initMongo({ uri: config.mongodbUri, dbName: config.mongodbDb, logger });
   let kv: KeyValueStore | undefined;
   try {
-    const cols = collections(mongo.db);
-    await ensureIndexes(cols);
+    const cols = new Collections(mongo.db);
+    await cols.ensureExisting();
     kv = await initRedis({ url: config.redisUrl, logger });
     const repo = new MongoRepository({
       client: mongo.client,

@@ -15,11 +15,10 @@ const obs = (subject: string) => ({ resourceType: 'Observation', status: 'final'
 /** Everything stored, current and history, so a failed transaction can be shown to leave no trace. */
 async function snapshot() {
   const db = srv.running.mongo.db;
-  const [current, history] = await Promise.all([
-    db.collection('resources').find({}, { projection: { ix: 0 } }).sort({ _id: 1 }).toArray(),
-    db.collection('resource_history').find({}).sort({ _id: 1 }).toArray(),
-  ]);
-  return { current, history };
+  const names = (await db.listCollections({}, { nameOnly: true }).toArray()).map((c) => c.name).filter((n) => n.startsWith('fhir_')).sort();
+  const contents: Record<string, unknown[]> = {};
+  for (const name of names) contents[name] = await db.collection(name).find({}, { projection: { ix: 0 } }).sort({ _id: 1 }).toArray();
+  return contents;
 }
 
 describe('transaction bundles', () => {

@@ -35,28 +35,65 @@ export interface LockDoc {
   exp: Date;
 }
 
-export interface Collections {
-  current: Collection<CurrentDoc>;
-  history: Collection<HistoryDoc>;
-  locks: Collection<LockDoc>;
+const CURRENT_PREFIX = 'fhir_';
+const HISTORY_SUFFIX = '_history';
+
+/**
+ * One current and one history collection per resource type. Why per type: FerretDB 1.x answers every
+ * query with a scan of the whole backing table (its PostgreSQL pushdown `_jsonb->$1 @> $2` cannot use an
+ * index), so a Patient read must not scan the Observations; on MongoDB it keeps each type's indexes small.
+ * Collections and their indexes are created on first use of a type, once per process.
+ */
+export class Collections {
+  readonly locks: Collection<LockDoc>;
+  private readonly ensured = new Map<string, Promise<void>>();
+
+  constructor(private readonly db: Db) {
+    this.locks = db.collection<LockDoc>('resource_locks');
+  }
+
+  current(type: string): Collection<CurrentDoc> {
+    return this.db.collection<CurrentDoc>(`${CURRENT_PREFIX}${type}`);
+  }
+
+  history(type: string): Collection<HistoryDoc> {
+    return this.db.collection<HistoryDoc>(`${CURRENT_PREFIX}${type}${HISTORY_SUFFIX}`);
+  }
+
+  /** Creates the type's collections' indexes (idempotent; memoized per process). */
+  ready(type: string): Promise<void> {
+    let p = this.ensured.get(type);
+    if (!p) {
+      p = ensureTypeIndexes(this, type);
+      p.catch(() => this.ensured.delete(type));
+      this.ensured.set(type, p);
+    }
+    return p;
+  }
+
+  /** Resource types that have ever been stored (they have a history collection). */
+  async storedTypes(): Promise<string[]> {
+    const names = await this.db.listCollections({}, { nameOnly: true }).toArray();
+    return names
+      .map((c) => c.name)
+      .filter((n) => n.startsWith(CURRENT_PREFIX) && n.endsWith(HISTORY_SUFFIX))
+      .map((n) => n.slice(CURRENT_PREFIX.length, -HISTORY_SUFFIX.length))
+      .sort();
+  }
+
+  /** At start-up: make sure every existing type has its indexes (new indexes added by an upgrade included). */
+  async ensureExisting(): Promise<void> {
+    await this.locks.createIndex({ exp: 1 }, { name: 'expiry' });
+    for (const type of await this.storedTypes()) await this.ready(type);
+  }
 }
 
-export function collections(db: Db): Collections {
-  return {
-    current: db.collection<CurrentDoc>('resources'),
-    history: db.collection<HistoryDoc>('resource_history'),
-    locks: db.collection<LockDoc>('resource_locks'),
-  };
-}
-
-/** Creates the indexes the repository and search rely on; safe to run on every start (createIndex is idempotent). */
-export async function ensureIndexes(c: Collections): Promise<void> {
+async function ensureTypeIndexes(c: Collections, type: string): Promise<void> {
   await Promise.all([
-    c.current.createIndex({ t: 1, lu: -1, _id: -1 }, { name: 'type_lastUpdated' }),
-    c.current.createIndex({ t: 1, 'ix.tk': 1 }, { name: 'search_tokens' }),
-    c.history.createIndex({ t: 1, id: 1, v: -1 }, { name: 'instance_versions' }),
-    c.history.createIndex({ t: 1, lu: -1, _id: -1 }, { name: 'type_history' }),
-    c.history.createIndex({ lu: -1, _id: -1 }, { name: 'system_history' }),
+    c.current(type).createIndex({ lu: -1, _id: -1 }, { name: 'lastUpdated' }),
+    c.current(type).createIndex({ 'ix.tk': 1 }, { name: 'search_tokens' }),
+    c.history(type).createIndex({ id: 1, v: -1 }, { name: 'instance_versions' }),
+    c.history(type).createIndex({ lu: -1, _id: -1 }, { name: 'type_history' }),
   ]);
 }
 

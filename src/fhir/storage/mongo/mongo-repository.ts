@@ -111,7 +111,7 @@ export class MongoRepository implements FhirRepository {
   async read(resourceType: string, id: string): Promise<ResourceVersion> {
     this.checkType(resourceType);
     if (!FHIR_ID.test(id)) throw errors.notFound(`${resourceType}/${id} is not a valid resource id`);
-    const doc = await this.deps.collections.current.findOne({ _id: `${resourceType}/${id}` }, { projection: { ix: 0 }, ...this.s });
+    const doc = await this.deps.collections.current(resourceType).findOne({ _id: `${resourceType}/${id}` }, { projection: { ix: 0 }, ...this.s });
     if (!doc) throw errors.notFound(`${resourceType}/${id} not found`);
     if (doc.del) throw errors.gone(`${resourceType}/${id} was deleted`);
     return toVersion(doc);
@@ -121,7 +121,7 @@ export class MongoRepository implements FhirRepository {
     this.checkType(resourceType);
     const v = Number(versionId);
     if (!FHIR_ID.test(id) || !Number.isInteger(v) || v < 1) throw errors.notFound(`${resourceType}/${id}/_history/${versionId} not found`);
-    const doc = await this.deps.collections.history.findOne({ _id: `${resourceType}/${id}/${v}` }, this.s);
+    const doc = await this.deps.collections.history(resourceType).findOne({ _id: `${resourceType}/${id}/${v}` }, this.s);
     if (!doc) throw errors.notFound(`${resourceType}/${id}/_history/${versionId} not found`);
     if (doc.del) throw errors.gone(`${resourceType}/${id} version ${versionId} is a deletion`);
     return toVersion(doc);
@@ -201,14 +201,13 @@ export class MongoRepository implements FhirRepository {
   async findByCriteria(resourceType: string, criteria: string, limit: number): Promise<ResourceVersion[]> {
     this.checkType(resourceType);
     const filter = this.deps.criteriaFilter(resourceType, criteria);
-    const docs = await this.deps.collections.current.find(filter, { projection: { ix: 0 }, ...this.s }).sort({ lu: -1, _id: -1 }).limit(limit).toArray();
+    const docs = await this.deps.collections.current(resourceType).find(filter, { projection: { ix: 0 }, ...this.s }).sort({ lu: -1, _id: -1 }).limit(limit).toArray();
     return docs.map(toVersion);
   }
 
   async history(q: HistoryQuery): Promise<HistoryPage> {
     if (q.resourceType) this.checkType(q.resourceType);
     const filter: Record<string, unknown> = {};
-    if (q.resourceType) filter.t = q.resourceType;
     if (q.id) filter.id = q.id;
     const lu: Record<string, Date> = {};
     if (q.since) lu.$gte = q.since;
@@ -219,16 +218,27 @@ export class MongoRepository implements FhirRepository {
       const c = decodeCursor(q.cursor);
       pageFilter.$or = [{ lu: { $lt: c.lu } }, { lu: c.lu, _id: { $lt: c.key } }];
     }
-    const h = this.deps.collections.history;
-    const [docs, total] = await Promise.all([
-      h.find(pageFilter, this.s).sort({ lu: -1, _id: -1 }).limit(q.count + 1).toArray(),
-      h.countDocuments(filter, this.s),
-    ]);
+    // System history merges the newest versions of every stored type (one collection per type).
+    const types = q.resourceType ? [q.resourceType] : await this.deps.collections.storedTypes();
+    const perType = await Promise.all(
+      types.map(async (type) => {
+        const h = this.deps.collections.history(type);
+        const [docs, total] = await Promise.all([
+          h.find(pageFilter, this.s).sort({ lu: -1, _id: -1 }).limit(q.count + 1).toArray(),
+          h.countDocuments(filter, this.s),
+        ]);
+        return { docs, total };
+      }),
+    );
+    const docs = perType
+      .flatMap((p) => p.docs)
+      .sort((a, b) => b.lu.getTime() - a.lu.getTime() || (a._id < b._id ? 1 : a._id > b._id ? -1 : 0))
+      .slice(0, q.count + 1);
     const page = docs.slice(0, q.count);
     const last = page[page.length - 1];
     return {
       versions: page.map(toVersion),
-      total,
+      total: perType.reduce((n, p) => n + p.total, 0),
       nextCursor: docs.length > q.count && last ? encodeCursor({ lu: last.lu, key: last._id }) : undefined,
     };
   }
@@ -247,7 +257,7 @@ export class MongoRepository implements FhirRepository {
   private async withRetries(key: string, opts: WriteOptions, attempt: (current: CurrentDoc | null) => Promise<WriteResult>): Promise<WriteResult> {
     const expected = opts.ifMatch === undefined ? undefined : parseIfMatch(opts.ifMatch);
     for (let i = 0; ; i++) {
-      const current = await this.deps.collections.current.findOne({ _id: key }, this.s);
+      const current = await this.deps.collections.current(key.split('/')[0]!).findOne({ _id: key }, this.s);
       if (expected !== undefined && (!current || current.v !== expected)) {
         throw errors.preconditionFailed(`If-Match version ${expected} does not match the current version${current ? ` (${current.v})` : ' (none)'} of ${key}`);
       }
@@ -283,6 +293,7 @@ export class MongoRepository implements FhirRepository {
       ix = this.deps.indexer(stored as Record<string, unknown>);
     }
     const doc: CurrentDoc = { _id: `${type}/${id}`, t: type, id, v, lu, del: deleted, json, m: method, ix };
+    await this.deps.collections.ready(type);
     if (this.uow) {
       await writeVersion(this.deps.collections, doc, this.uow.session);
       this.uow.recordWrite(doc, current);

@@ -23,7 +23,7 @@ export class VersionConflict extends Error {
 export async function writeVersion(c: Collections, doc: CurrentDoc, session?: ClientSession): Promise<void> {
   const hist: HistoryDoc = { _id: `${doc._id}/${doc.v}`, t: doc.t, id: doc.id, v: doc.v, lu: doc.lu, del: doc.del, json: doc.json, m: doc.m };
   try {
-    await c.history.insertOne(hist, { session });
+    await c.history(doc.t).insertOne(hist, { session });
   } catch (err) {
     if (isDuplicateKey(err)) throw new VersionConflict(doc._id, doc.v);
     throw err;
@@ -33,7 +33,7 @@ export async function writeVersion(c: Collections, doc: CurrentDoc, session?: Cl
 
 async function replaceIfNewer(c: Collections, doc: CurrentDoc, session?: ClientSession): Promise<void> {
   try {
-    await c.current.replaceOne({ _id: doc._id, v: { $lt: doc.v } }, doc, { upsert: true, session });
+    await c.current(doc.t).replaceOne({ _id: doc._id, v: { $lt: doc.v } }, doc, { upsert: true, session });
   } catch (err) {
     // The upsert collides only when the current document is already at this version or later
     // (another writer rolled it forward): nothing left to do.
@@ -53,7 +53,7 @@ export async function rollForward(
   session?: ClientSession,
 ): Promise<boolean> {
   const [t, id] = key.split('/') as [string, string];
-  const newest = await c.history.find({ t, id }, { session }).sort({ v: -1 }).limit(1).next();
+  const newest = await c.history(t).find({ id }, { session }).sort({ v: -1 }).limit(1).next();
   if (!newest || newest.v <= currentVersion) return false;
   await replaceIfNewer(
     c,
@@ -65,7 +65,7 @@ export async function rollForward(
 
 /** Undoes a version this process wrote (used to roll back a failed multi-write on engines without transactions). */
 export async function undoVersion(c: Collections, doc: CurrentDoc, previous: CurrentDoc | null): Promise<void> {
-  await c.history.deleteOne({ _id: `${doc._id}/${doc.v}` });
-  if (previous) await c.current.replaceOne({ _id: doc._id, v: doc.v }, previous);
-  else await c.current.deleteOne({ _id: doc._id, v: doc.v });
+  await c.history(doc.t).deleteOne({ _id: `${doc._id}/${doc.v}` });
+  if (previous) await c.current(doc.t).replaceOne({ _id: doc._id, v: doc.v }, previous);
+  else await c.current(doc.t).deleteOne({ _id: doc._id, v: doc.v });
 }
