@@ -54,6 +54,7 @@ export class MongoRepository implements FhirRepository {
           await uow?.releaseLocks();
           uow = new UnitOfWork(c, session);
           result = await fn(new MongoRepository(this.deps, uow));
+          await uow.flush();
         });
         return result as T;
       } finally {
@@ -63,7 +64,9 @@ export class MongoRepository implements FhirRepository {
     }
     const uow = new UnitOfWork(c, undefined);
     try {
-      return await fn(new MongoRepository(this.deps, uow));
+      const result = await fn(new MongoRepository(this.deps, uow));
+      await uow.flush();
+      return result;
     } catch (err) {
       await uow.rollback();
       throw err;
@@ -111,6 +114,7 @@ export class MongoRepository implements FhirRepository {
   async read(resourceType: string, id: string): Promise<ResourceVersion> {
     this.checkType(resourceType);
     if (!FHIR_ID.test(id)) throw errors.notFound(`${resourceType}/${id} is not a valid resource id`);
+    await this.uow?.flush();
     const doc = await this.deps.collections.current(resourceType).findOne({ _id: `${resourceType}/${id}` }, { projection: { ix: 0 }, ...this.s });
     if (!doc) throw errors.notFound(`${resourceType}/${id} not found`);
     if (doc.del) throw errors.gone(`${resourceType}/${id} was deleted`);
@@ -121,6 +125,7 @@ export class MongoRepository implements FhirRepository {
     this.checkType(resourceType);
     const v = Number(versionId);
     if (!FHIR_ID.test(id) || !Number.isInteger(v) || v < 1) throw errors.notFound(`${resourceType}/${id}/_history/${versionId} not found`);
+    await this.uow?.flush();
     const doc = await this.deps.collections.history(resourceType).findOne({ _id: `${resourceType}/${id}/${v}` }, this.s);
     if (!doc) throw errors.notFound(`${resourceType}/${id}/_history/${versionId} not found`);
     if (doc.del) throw errors.gone(`${resourceType}/${id} version ${versionId} is a deletion`);
@@ -201,12 +206,14 @@ export class MongoRepository implements FhirRepository {
   async findByCriteria(resourceType: string, criteria: string, limit: number): Promise<ResourceVersion[]> {
     this.checkType(resourceType);
     const filter = this.deps.criteriaFilter(resourceType, criteria);
+    await this.uow?.flush();
     const docs = await this.deps.collections.current(resourceType).find(filter, { projection: { ix: 0 }, ...this.s }).sort({ lu: -1, _id: -1 }).limit(limit).toArray();
     return docs.map(toVersion);
   }
 
   async history(q: HistoryQuery): Promise<HistoryPage> {
     if (q.resourceType) this.checkType(q.resourceType);
+    await this.uow?.flush();
     const filter: Record<string, unknown> = {};
     if (q.id) filter.id = q.id;
     const lu: Record<string, Date> = {};
@@ -256,6 +263,7 @@ export class MongoRepository implements FhirRepository {
    */
   private async withRetries(key: string, opts: WriteOptions, attempt: (current: CurrentDoc | null) => Promise<WriteResult>): Promise<WriteResult> {
     const expected = opts.ifMatch === undefined ? undefined : parseIfMatch(opts.ifMatch);
+    await this.uow?.flush();
     for (let i = 0; ; i++) {
       const current = await this.deps.collections.current(key.split('/')[0]!).findOne({ _id: key }, this.s);
       if (expected !== undefined && (!current || current.v !== expected)) {
@@ -294,7 +302,10 @@ export class MongoRepository implements FhirRepository {
     }
     const doc: CurrentDoc = { _id: `${type}/${id}`, t: type, id, v, lu, del: deleted, json, m: method, ix };
     await this.deps.collections.ready(type);
-    if (this.uow) {
+    if (this.uow && !current) {
+      // New resources in a unit of work are written in bulk (see UnitOfWork.flush).
+      this.uow.buffer(doc);
+    } else if (this.uow) {
       await writeVersion(this.deps.collections, doc, this.uow.session);
       this.uow.recordWrite(doc, current);
     } else {

@@ -1,7 +1,7 @@
 import type { ClientSession } from 'mongodb';
 import type { Collections, CurrentDoc } from './documents.js';
 import { acquireCriteriaLock, releaseCriteriaLock } from './criteria-lock.js';
-import { undoVersion } from './version-writer.js';
+import { undoVersion, writeNewVersions } from './version-writer.js';
 
 /**
  * The state of one multi-resource write (a transaction Bundle). On an engine with transactions every
@@ -12,6 +12,8 @@ import { undoVersion } from './version-writer.js';
 export class UnitOfWork {
   private readonly written: { doc: CurrentDoc; previous: CurrentDoc | null }[] = [];
   private readonly locks = new Map<string, string>();
+  /** Creates not yet written: flushed in bulk before anything reads or the unit ends. */
+  private buffered: CurrentDoc[] = [];
 
   constructor(
     private readonly c: Collections,
@@ -20,6 +22,18 @@ export class UnitOfWork {
 
   recordWrite(doc: CurrentDoc, previous: CurrentDoc | null): void {
     if (!this.session) this.written.push({ doc, previous });
+  }
+
+  buffer(doc: CurrentDoc): void {
+    this.buffered.push(doc);
+  }
+
+  async flush(): Promise<void> {
+    if (!this.buffered.length) return;
+    const docs = this.buffered;
+    this.buffered = [];
+    for (const d of docs) this.recordWrite(d, null); // recorded first, so a partial bulk write is undone too
+    await writeNewVersions(this.c, docs, this.session);
   }
 
   async lock(name: string): Promise<void> {

@@ -1,5 +1,6 @@
 import { MongoServerError, type ClientSession } from 'mongodb';
 import type { Collections, CurrentDoc, HistoryDoc } from './documents.js';
+import { errors } from '../../outcomes.js';
 
 const DUPLICATE_KEY = 11000;
 
@@ -31,9 +32,29 @@ export async function writeVersion(c: Collections, doc: CurrentDoc, session?: Cl
   await replaceIfNewer(c, doc, session);
 }
 
+/**
+ * Writes many first versions (new resources) with two bulk inserts per type instead of two round trips
+ * per resource; a duplicate key (an id taken meanwhile, e.g. by a concurrent update-as-create) is a 409.
+ */
+export async function writeNewVersions(c: Collections, docs: CurrentDoc[], session?: ClientSession): Promise<void> {
+  const byType = new Map<string, CurrentDoc[]>();
+  for (const d of docs) byType.set(d.t, [...(byType.get(d.t) ?? []), d]);
+  for (const [type, group] of byType) {
+    try {
+      await c.history(type).insertMany(group.map((d) => ({ _id: `${d._id}/${d.v}`, t: d.t, id: d.id, v: d.v, lu: d.lu, del: d.del, json: d.json, m: d.m })), { session });
+      await c.current(type).insertMany(group, { session });
+    } catch (err) {
+      if (isDuplicateKey(err)) throw errors.conflict(`A ${type} with one of the new ids was created concurrently; nothing was stored`);
+      throw err;
+    }
+  }
+}
+
 async function replaceIfNewer(c: Collections, doc: CurrentDoc, session?: ClientSession): Promise<void> {
   try {
-    await c.current(doc.t).replaceOne({ _id: doc._id, v: { $lt: doc.v } }, doc, { upsert: true, session });
+    // A first version is a plain insert: no filter to evaluate (FerretDB would scan the table for one).
+    if (doc.v === 1) await c.current(doc.t).insertOne(doc, { session });
+    else await c.current(doc.t).replaceOne({ _id: doc._id, v: { $lt: doc.v } }, doc, { upsert: true, session });
   } catch (err) {
     // The upsert collides only when the current document is already at this version or later
     // (another writer rolled it forward): nothing left to do.
