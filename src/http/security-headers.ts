@@ -27,8 +27,9 @@ export function securityHeaders(opts: { origins: '*' | string[] }) {
       ctx.status = 204;
       return;
     }
-    await next();
     // Responses may carry patient data: never let shared caches keep them unless a handler chose otherwise.
-    if (!ctx.response.get('Cache-Control')) ctx.set('Cache-Control', 'no-store');
+    // Set before `next` so that error responses (written by the outer error handler) carry it too.
+    ctx.set('Cache-Control', 'no-store');
+    await next();
   };
 }

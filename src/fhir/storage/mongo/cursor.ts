@@ -14,7 +14,10 @@ export function decodeCursor(s: string): Cursor {
   try {
     const [ms, key] = JSON.parse(Buffer.from(s, 'base64url').toString('utf8')) as unknown[];
     if (typeof ms !== 'number' || !Number.isFinite(ms) || typeof key !== 'string') throw new Error('shape');
-    return { lu: new Date(ms), key };
+    const cursor = { lu: new Date(ms), key };
+    // Base64 decoding skips foreign characters: only the exact text this server issued is accepted.
+    if (encodeCursor(cursor) !== s) throw new Error('not canonical');
+    return cursor;
   } catch {
     throw errors.badRequest('The paging cursor is malformed or was altered; start again from the first page');
   }

@@ -163,6 +163,8 @@ export class MongoRepository implements FhirRepository {
 
   async patch(resourceType: string, id: string, operations: Operation[], opts: WriteOptions = {}): Promise<WriteResult> {
     this.checkType(resourceType);
+    // An id no resource can have is never sent to the engine (FerretDB fails on e.g. a NUL in a pushed-down key).
+    if (!FHIR_ID.test(id)) throw errors.notFound(`${resourceType}/${id} is not a valid resource id`);
     if (!Array.isArray(operations)) throw errors.badRequest('A JSON Patch body must be an array of operations');
     const patchError = jsonpatch.validate(operations);
     if (patchError) throw errors.badRequest(`Invalid JSON Patch: ${patchError.name} at operation ${patchError.index}`);
@@ -185,7 +187,7 @@ export class MongoRepository implements FhirRepository {
 
   async delete(resourceType: string, id: string, opts: WriteOptions = {}): Promise<ResourceVersion | undefined> {
     this.checkType(resourceType);
-    if (!FHIR_ID.test(id)) return undefined;
+    if (!FHIR_ID.test(id)) throw errors.notFound(`${resourceType}/${id} is not a valid resource id`);
     const result = await this.withRetries(`${resourceType}/${id}`, opts, async (current) => {
       if (!current || current.del) return { version: undefined as unknown as ResourceVersion, created: false };
       const version = await this.commit({ resourceType, id } as Resource, current, 'DELETE');
@@ -213,6 +215,7 @@ export class MongoRepository implements FhirRepository {
 
   async history(q: HistoryQuery): Promise<HistoryPage> {
     if (q.resourceType) this.checkType(q.resourceType);
+    if (q.id !== undefined && !FHIR_ID.test(q.id)) throw errors.notFound(`${q.resourceType}/${q.id} is not a valid resource id`);
     await this.uow?.flush();
     const filter: Record<string, unknown> = {};
     if (q.id) filter.id = q.id;
