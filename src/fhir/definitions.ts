@@ -9,7 +9,8 @@ export function loadDefinitions(): void {
   indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json') as Bundle);
   indexStructureDefinitionBundle(res);
   indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json') as Bundle<any>);
-  types = (res.entry ?? []).map((e: any) => e.resource).filter((r: any) => r?.resourceType === 'StructureDefinition' && r.kind === 'resource' && !r.abstract && r.derivation === 'specialization' && r.url?.startsWith('http://hl7.org/fhir/StructureDefinition/')).map((r: any) => r.type).sort();
+  // Only the 4.0.1 types: the bundle also carries R4B's SubscriptionStatus, which an R4 server must not declare.
+  types = (res.entry ?? []).map((e: any) => e.resource).filter((r: any) => r?.resourceType === 'StructureDefinition' && r.kind === 'resource' && !r.abstract && r.derivation === 'specialization' && r.fhirVersion === '4.0.1' && r.url?.startsWith('http://hl7.org/fhir/StructureDefinition/')).map((r: any) => r.type).sort();
 }
 export function getResourceTypes(): string[] { loadDefinitions(); return types!; }
 const set = () => new Set(getResourceTypes());
