@@ -82,7 +82,12 @@ export function loadConfig(env: Env = process.env): Config {
   const port = int('PORT', 8080, 0, 65535);
   const host = env.HOST || '0.0.0.0';
   const baseUrl = url('BASE_URL', ['http:', 'https:'])?.replace(/\/+$/, '');
-  const mongodbUri = url('MONGODB_URI', ['mongodb:', 'mongodb+srv:']);
+  // A connection string may list several hosts (a replica set), which the WHATWG URL parser refuses.
+  let mongodbUri = env.MONGODB_URI || undefined;
+  if (mongodbUri && !/^mongodb(\+srv)?:\/\/[^\s/?#]+(\/[^\s?#]*)?(\?\S*)?$/.test(mongodbUri)) {
+    problems.push(`MONGODB_URI=${JSON.stringify(mongodbUri)} must be a connection string such as mongodb://host1:27017,host2:27017/?replicaSet=rs0`);
+    mongodbUri = undefined;
+  }
   const mongodbDb = env.MONGODB_DB || 'medivoy';
   if (!/^[A-Za-z0-9_-]{1,63}$/.test(mongodbDb)) problems.push(`MONGODB_DB=${JSON.stringify(mongodbDb)} must be 1-63 letters, digits, _ or -`);
   const redisUrl = url('REDIS_URL', ['redis:', 'rediss:']);

@@ -1,0 +1,157 @@
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from '@jest/globals';
+import { ConfigError, loadConfig, parseSize } from '../src/config/config.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const FERRET = process.env.MONGODB_URI ?? 'mongodb://127.0.0.1:27017/';
+
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error(`loadConfig accepted ${JSON.stringify(env)}`);
+}
+
+describe('loadConfig', () => {
+  it('applies the documented defaults to an empty environment', () => {
+    expect(loadConfig({})).toEqual({
+      nodeEnv: 'development',
+      host: '0.0.0.0',
+      port: 8080,
+      baseUrl: undefined,
+      mongodbUri: undefined,
+      mongodbDb: 'medivoy',
+      redisUrl: undefined,
+      logLevel: 'info',
+      maxBodySize: 16 * 1024 * 1024,
+      corsOrigins: '*',
+      searchDefaultCount: 20,
+      searchMaxCount: 1000,
+      maxBundleEntries: 10000,
+      shutdownTimeoutMs: 10000,
+      idempotencyTtlMs: 86400 * 1000,
+    });
+  });
+
+  it('treats empty variables as unset', () => {
+    expect(loadConfig({ PORT: '', LOG_LEVEL: '', MAX_BODY_SIZE: '', CORS_ORIGINS: '', MONGODB_URI: '' })).toEqual(loadConfig({}));
+  });
+
+  it('reads good values', () => {
+    const c = loadConfig({
+      NODE_ENV: 'production',
+      PORT: '0',
+      HOST: '127.0.0.1',
+      BASE_URL: 'https://fhir.example.org/',
+      MONGODB_URI: 'mongodb://db1:27017,db2:27017/?replicaSet=rs0',
+      MONGODB_DB: 'clinic_a',
+      REDIS_URL: 'rediss://cache:6380',
+      LOG_LEVEL: 'warn',
+      MAX_BODY_SIZE: '512kb',
+      CORS_ORIGINS: 'https://app.example.org, http://localhost:3000',
+      SEARCH_DEFAULT_COUNT: '50',
+      SEARCH_MAX_COUNT: '500',
+      SHUTDOWN_TIMEOUT_MS: '0',
+    });
+    expect(c).toMatchObject({
+      nodeEnv: 'production',
+      port: 0,
+      host: '127.0.0.1',
+      baseUrl: 'https://fhir.example.org',
+      mongodbUri: 'mongodb://db1:27017,db2:27017/?replicaSet=rs0',
+      mongodbDb: 'clinic_a',
+      redisUrl: 'rediss://cache:6380',
+      logLevel: 'warn',
+      maxBodySize: 512 * 1024,
+      corsOrigins: ['https://app.example.org', 'http://localhost:3000'],
+      searchDefaultCount: 50,
+      searchMaxCount: 500,
+      shutdownTimeoutMs: 0,
+    });
+  });
+
+  it('reports every bad variable at once, each by name', () => {
+    const err = configError({ PORT: 'abc', LOG_LEVEL: 'loud', MAX_BODY_SIZE: 'huge', CORS_ORIGINS: 'notaurl' });
+    expect(err.problems).toHaveLength(4);
+    for (const [name, value] of [['PORT', 'abc'], ['LOG_LEVEL', 'loud'], ['MAX_BODY_SIZE', 'huge'], ['CORS_ORIGINS', 'notaurl']]) {
+      const problem = err.problems.find((p) => p.startsWith(name));
+      expect(problem).toBeDefined();
+      expect(problem).toContain(value);
+      expect(err.message).toContain(problem);
+    }
+  });
+
+  it.each([
+    ['PORT', '70000'],
+    ['PORT', '-1'],
+    ['PORT', '80.5'],
+    ['NODE_ENV', 'staging'],
+    ['BASE_URL', 'ftp://example.org'],
+    ['MONGODB_URI', 'http://127.0.0.1:27017'],
+    ['MONGODB_URI', 'not a url'],
+    ['MONGODB_DB', 'bad/name'],
+    ['REDIS_URL', 'localhost:6379'],
+    ['MAX_BODY_SIZE', '10'],
+    ['MAX_BODY_SIZE', '-5mb'],
+    ['CORS_ORIGINS', 'https://app.example.org/path'],
+    ['SEARCH_MAX_COUNT', '0'],
+    ['SHUTDOWN_TIMEOUT_MS', 'soon'],
+    ['IDEMPOTENCY_TTL_SECONDS', '0'],
+  ])('%s=%s is refused by name', (name, value) => {
+    const err = configError({ [name]: value });
+    expect(err.problems).toHaveLength(1);
+    expect(err.problems[0]).toContain(name);
+  });
+
+  it('refuses a default page size above the maximum', () => {
+    const err = configError({ SEARCH_DEFAULT_COUNT: '200', SEARCH_MAX_COUNT: '100' });
+    expect(err.message).toMatch(/SEARCH_DEFAULT_COUNT/);
+  });
+
+  it('parses sizes', () => {
+    expect(parseSize('16mb')).toBe(16 * 1024 * 1024);
+    expect(parseSize('64KB')).toBe(64 * 1024);
+    expect(parseSize('1.5gb')).toBe(Math.floor(1.5 * 1024 ** 3));
+    expect(parseSize('2048')).toBe(2048);
+    expect(parseSize('huge')).toBeUndefined();
+    expect(parseSize('5 tb')).toBeUndefined();
+  });
+});
+
+/** Runs the real entry point and collects its exit code and output. */
+function runMain(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      cwd: ROOT,
+      // A clean environment: only what the test sets, so no variable of the test runner decides the outcome.
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+describe('the server process with a bad configuration', () => {
+  it('exits with code 2 naming the bad variable, before listening', async () => {
+    const { code, stdout, stderr } = await runMain({ PORT: 'abc', MONGODB_URI: FERRET, LOG_LEVEL: 'info' });
+    expect({ code, stderr }).toEqual({ code: 2, stderr: expect.stringContaining('PORT') });
+    expect(stderr).toContain('"abc"');
+    expect(stdout).not.toMatch(/listening/);
+  });
+
+  it('names every bad variable in one message', async () => {
+    const { code, stderr } = await runMain({ PORT: 'abc', LOG_LEVEL: 'loud', MONGODB_URI: 'http://127.0.0.1:27017/', CORS_ORIGINS: 'notaurl' });
+    expect(code).toBe(2);
+    for (const name of ['PORT', 'LOG_LEVEL', 'MONGODB_URI', 'CORS_ORIGINS']) expect(stderr).toContain(name);
+    expect(stderr).not.toMatch(/\n\s+at\s/); // a message, not a stack trace
+  });
+});
