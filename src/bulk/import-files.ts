@@ -45,7 +45,8 @@ export async function importFiles(opts: ImportOptions): Promise<ImportSummary> {
   // Batches run one after another and before everything else; the rest share `concurrency` workers.
   const post = async (file: string) => {
     try {
-      resources += await importFile(file, opts);
+      const n = await importFile(file, opts); // read `resources` only after the await: workers interleave
+      resources += n;
     } catch (err) {
       failures.push({ file, reason: err instanceof Error ? err.message : String(err) });
     }
