@@ -62,6 +62,17 @@ describe('update and delete', () => {
     expect((await http('GET', `${srv.base}/Patient/${id}/_history/1`)).body.birthDate).toBe('1980-02-29');
   });
 
+  it('an update that changes nothing writes no new version', async () => {
+    const c = await http('POST', `${srv.base}/Patient`, { body: patient() });
+    const same = await http('PUT', `${srv.base}/Patient/${c.body.id}`, { body: { ...c.body, meta: { versionId: '9', lastUpdated: '2001-01-01T00:00:00Z' } } });
+    expect(same.status).toBe(200);
+    expect(same.body.meta.versionId).toBe('1');
+    expect(same.body.meta.lastUpdated).toBe(c.body.meta.lastUpdated);
+    const changed = await http('PUT', `${srv.base}/Patient/${c.body.id}`, { body: { ...c.body, gender: 'unknown' } });
+    expect(changed.body.meta.versionId).toBe('2');
+    expect((await http('GET', `${srv.base}/Patient/${c.body.id}/_history`)).body.total).toBe(2);
+  });
+
   it('update-as-create with a client id, and rejects an id mismatch', async () => {
     const u = await http('PUT', `${srv.base}/Patient/mine-1`, { body: patient({ id: 'mine-1' }) });
     expect(u.status).toBe(201);

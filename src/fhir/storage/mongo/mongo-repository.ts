@@ -299,6 +299,12 @@ export class MongoRepository implements FhirRepository {
     if (!deleted) {
       const { resourceType: _t, id: _i, meta, ...rest } = resource as Resource & { meta?: Record<string, unknown> };
       const { versionId: _v, lastUpdated: _l, ...otherMeta } = meta ?? {};
+      // An update that changes nothing but meta.versionId/lastUpdated writes no new version (as HAPI does),
+      // so re-running a load (e.g. scripts/seed) leaves history untouched.
+      if (current && !current.del && current.json && method !== 'POST') {
+        const same = { resourceType: type, id, meta: { ...otherMeta, versionId: String(current.v), lastUpdated: current.lu.toISOString() }, ...rest };
+        if (JSON.stringify(same) === current.json) return toVersion(current);
+      }
       const stored = { resourceType: type, id, meta: { ...otherMeta, versionId: String(v), lastUpdated: lu.toISOString() }, ...rest };
       json = JSON.stringify(stored);
       ix = this.deps.indexer(stored as Record<string, unknown>);
