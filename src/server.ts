@@ -25,6 +25,8 @@ import type { FhirRepository } from './fhir/storage/repository.js';
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 
 export const FHIR_MOUNT = '/fhir';
+/** Computes the search index stored beside each resource (benchmarks reuse it to write identical documents). */
+export const searchIndexer = identifierIndex;
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export interface RunningServer {
@@ -56,7 +58,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       collections: cols,
       supportsTransactions: mongo.supportsTransactions,
       validate: (r) => validateResource(r),
-      indexer: identifierIndex,
+      indexer: searchIndexer,
       criteriaFilter: criteriaToFilter,
       isResourceType,
     });
