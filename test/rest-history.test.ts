@@ -247,9 +247,14 @@ describe('_since, _at and bad parameters', () => {
     const etags = res.body.entry.map((e: Entry) => e.response.etag);
     expect(etags[0]).toBe('W/"2"');
     expect(etags).not.toContain('W/"3"');
+    expect(etags).toEqual(['W/"2"']);
     const before = await http('GET', `${srv.base}/Patient/${v1.id}/_history?_at=2000-01-01T00:00:00Z`);
     expect(before.status).toBe(200);
     expect(before.body.entry ?? []).toEqual([]);
+    // A partial date is a period: every version current at some point during that year.
+    const year = new Date(t3).getUTCFullYear();
+    const wholeYear = await http('GET', `${srv.base}/Patient/${v1.id}/_history?_at=${year}`);
+    expect(wholeYear.body.entry.map((e: Entry) => e.response.etag)).toEqual(['W/"3"', 'W/"2"', 'W/"1"']);
   });
 
   it.each(['yesterday', '2024-13-45T99:00:00Z', '12/31/2024', '2024-01-01T10:00:00+25:00x', "2024' OR 1=1"])('_since=%s is a 400', async (since) => {

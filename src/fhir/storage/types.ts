@@ -32,8 +32,8 @@ export interface HistoryQuery {
   id?: string;
   /** Only versions updated at or after this instant. */
   since?: Date;
-  /** Only versions current at this instant (R4 `_at`): approximated as updated at or before it. */
-  at?: Date;
+  /** R4 `_at`: only versions that were current at some point in [start, end) (a partial date is a range). */
+  at?: { start: Date; end: Date };
   count: number;
   /** Opaque keyset cursor from a previous page. */
   cursor?: string;

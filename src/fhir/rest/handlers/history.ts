@@ -7,7 +7,9 @@ import type { FhirRequest, Handler, HandlerContext } from '../types.js';
 export const history: Handler = async (req, ctx, { type, id }) => {
   const count = parseCount(req.query.get('_count'), ctx);
   const since = parseInstant(req.query.get('_since'), '_since');
-  const at = parseInstant(req.query.get('_at'), '_at');
+  const atValue = req.query.get('_at');
+  const atStart = parseInstant(atValue, '_at');
+  const at = atStart && atValue ? { start: atStart, end: rangeEnd(atStart, atValue) } : undefined;
   const cursor = req.query.get('_cursor') ?? undefined;
   const page = await ctx.repo.history({ resourceType: type, id, since, at, count, cursor });
   if (type && id && page.total === 0 && !since && !at && !cursor) throw errors.notFound(`${type}/${id} not found`);
@@ -50,6 +52,18 @@ export function parseCount(value: string | null, ctx: Pick<HandlerContext, 'sear
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0) throw errors.badRequest(`_count must be a non-negative integer, not '${value}'`);
   return Math.min(n, ctx.searchMaxCount);
+}
+
+/** End (exclusive) of the period a partial date or dateTime stands for (R4 2.1.0.x date precision). */
+function rangeEnd(start: Date, value: string): Date {
+  const d = new Date(start);
+  if (/^\d{4}$/.test(value)) d.setUTCFullYear(d.getUTCFullYear() + 1);
+  else if (/^\d{4}-\d{2}$/.test(value)) d.setUTCMonth(d.getUTCMonth() + 1);
+  else if (/^\d{4}-\d{2}-\d{2}$/.test(value)) d.setUTCDate(d.getUTCDate() + 1);
+  else if (/T\d{2}:\d{2}(Z|[+-]|$)/.test(value)) d.setUTCMinutes(d.getUTCMinutes() + 1);
+  else if (/:\d{2}\.\d+/.test(value)) d.setUTCMilliseconds(d.getUTCMilliseconds() + 1);
+  else d.setUTCSeconds(d.getUTCSeconds() + 1);
+  return d;
 }
 
 function parseInstant(value: string | null, name: string): Date | undefined {

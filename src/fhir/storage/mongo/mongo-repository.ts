@@ -221,7 +221,7 @@ export class MongoRepository implements FhirRepository {
     if (q.id) filter.id = q.id;
     const lu: Record<string, Date> = {};
     if (q.since) lu.$gte = q.since;
-    if (q.at) lu.$lte = q.at;
+    if (q.at) lu.$lt = q.at.end;
     if (Object.keys(lu).length) filter.lu = lu;
     const pageFilter = { ...filter };
     if (q.cursor) {
@@ -230,6 +230,7 @@ export class MongoRepository implements FhirRepository {
     }
     // System history merges the newest versions of every stored type (one collection per type).
     const types = q.resourceType ? [q.resourceType] : await this.deps.collections.storedTypes();
+    if (q.at) return this.historyAt(types, filter, q);
     const perType = await Promise.all(
       types.map(async (type) => {
         const h = this.deps.collections.history(type);
@@ -250,6 +251,37 @@ export class MongoRepository implements FhirRepository {
       versions: page.map(toVersion),
       total: perType.reduce((n, p) => n + p.total, 0),
       nextCursor: docs.length > q.count && last ? encodeCursor({ lu: last.lu, key: last._id }) : undefined,
+    };
+  }
+
+  /**
+   * R4 `_at`: the versions current at some point in [start, end): those written inside the period, plus
+   * for each resource the last version written before it. Computed over every version older than `end`,
+   * so it costs more than plain history; paging still uses the keyset cursor.
+   */
+  private async historyAt(types: string[], filter: Record<string, unknown>, q: HistoryQuery): Promise<HistoryPage> {
+    const { start } = q.at!;
+    const all = (await Promise.all(types.map((t) => this.deps.collections.history(t).find(filter, this.s).sort({ lu: -1, _id: -1 }).toArray()))).flat();
+    const lastBefore = new Map<string, (typeof all)[number]>();
+    // A version written exactly at `start` supersedes the earlier one before the period begins.
+    const replacedAtStart = new Set(all.filter((d) => d.lu.getTime() === start.getTime()).map((d) => `${d.t}/${d.id}`));
+    const chosen = all.filter((d) => {
+      if (d.lu >= start) return true;
+      if (replacedAtStart.has(`${d.t}/${d.id}`)) return false;
+      const key = `${d.t}/${d.id}`;
+      const seen = lastBefore.get(key);
+      if (!seen || d.v > seen.v) lastBefore.set(key, d);
+      return false;
+    });
+    const versions = [...chosen, ...lastBefore.values()].sort((a, b) => b.lu.getTime() - a.lu.getTime() || (a._id < b._id ? 1 : -1));
+    const c = q.cursor ? decodeCursor(q.cursor) : undefined;
+    const rest = c ? versions.filter((d) => d.lu < c.lu || (d.lu.getTime() === c.lu.getTime() && d._id < c.key)) : versions;
+    const page = rest.slice(0, q.count);
+    const last = page[page.length - 1];
+    return {
+      versions: page.map(toVersion),
+      total: versions.length,
+      nextCursor: rest.length > q.count && last ? encodeCursor({ lu: last.lu, key: last._id }) : undefined,
     };
   }
 
