@@ -12,16 +12,12 @@ export type CurrentFilter = Record<string, unknown>;
 export function criteriaToFilter(resourceType: string, criteria: string): CurrentFilter {
   const params = new URLSearchParams(criteria.startsWith('?') ? criteria.slice(1) : criteria);
   const and: CurrentFilter[] = [];
-  let count = 0;
   for (const [name, value] of params) {
-    count++;
     if (name === '_id') {
       and.push({ id: { $in: splitOr(value) } });
     } else if (name === 'identifier') {
       and.push({ 'ix.tk': { $in: splitOr(value).map((v) => tokenQueryKey('identifier', v.replace(/\\\|/g, '|'))) } });
-    } else if (name === '_format' || name === '_pretty') {
-      count--;
-    } else {
+    } else if (name !== '_format' && name !== '_pretty') {
       throw errors.notSupported(`Search parameter '${name}' is not supported in conditional criteria for ${resourceType}`);
     }
   }

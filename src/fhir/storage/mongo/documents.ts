@@ -2,30 +2,25 @@ import type { Db, Collection } from 'mongodb';
 import type { SearchIndex } from '../../search/index-entry.js';
 import type { ResourceVersion } from '../types.js';
 
-/** Current version of every resource, one document per `Type/id` (tombstones included). */
-export interface CurrentDoc {
-  _id: string;
-  t: string;
-  id: string;
-  v: number;
-  lu: Date;
-  del: boolean;
-  json: string | null;
-  m: ResourceVersion['method'];
-  /** Normalized search index (see search/index-entry.ts): multikey arrays of prefixed scalar keys. */
-  ix: SearchIndex;
-}
-
 /** Every version ever written, keyed `Type/id/version`: the unique key is what serializes concurrent writers. */
 export interface HistoryDoc {
   _id: string;
+  /** Resource type, id, version number and lastUpdated. */
   t: string;
   id: string;
   v: number;
   lu: Date;
+  /** A deletion (tombstone): `json` is null. */
   del: boolean;
   json: string | null;
+  /** The interaction that wrote the version. */
   m: ResourceVersion['method'];
+}
+
+/** Current version of every resource, one document per `Type/id` (tombstones included). */
+export interface CurrentDoc extends HistoryDoc {
+  /** Normalized search index (see search/index-entry.ts): multikey arrays of prefixed scalar keys. */
+  ix: SearchIndex;
 }
 
 /** Short-lived locks that serialize conditional creates on the same criteria. */
