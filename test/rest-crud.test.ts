@@ -120,6 +120,17 @@ describe('update and delete', () => {
   });
 });
 
+describe('profiles', () => {
+  it('refuses a write that breaks a claimed product profile, pointing at the element', async () => {
+    const meta = { profile: ['https://medivoy.org/fhir/StructureDefinition/medivoy-patient'] };
+    const bad = await http('POST', `${srv.base}/Patient`, { body: { resourceType: 'Patient', meta, name: [{ family: 'X' }] } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.issue.flatMap((i: any) => i.expression)).toEqual(['Patient.birthDate']);
+    const good = await http('POST', `${srv.base}/Patient`, { body: { resourceType: 'Patient', meta, name: [{ family: 'X' }], birthDate: '2001-02-03' } });
+    expect(good.status).toBe(201);
+  });
+});
+
 describe('patch', () => {
   it('applies a JSON Patch and validates the result', async () => {
     const c = await http('POST', `${srv.base}/Patient`, { body: patient() });
