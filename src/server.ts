@@ -17,7 +17,8 @@ import { dispatch } from './fhir/rest/dispatch.js';
 import { runtimeCapabilityStatement } from './fhir/capability.js';
 import { Collections } from './fhir/storage/mongo/documents.js';
 import { MongoRepository } from './fhir/storage/mongo/mongo-repository.js';
-import { criteriaToFilter, identifierIndex } from './fhir/search/criteria.js';
+import { criteriaToFilter } from './fhir/search/criteria.js';
+import { basicIndex } from './fhir/search/reference-index.js';
 import { isResourceType, loadDefinitions } from './fhir/definitions.js';
 import { validateResource } from './fhir/validation/validate-resource.js';
 import { loadProfiles } from './fhir/validation/profiles.js';
@@ -26,7 +27,7 @@ import type { CapabilityStatement } from '@medplum/fhirtypes';
 
 export const FHIR_MOUNT = '/fhir';
 /** Computes the search index stored beside each resource (benchmarks reuse it to write identical documents). */
-export const searchIndexer = identifierIndex;
+export const searchIndexer = basicIndex;
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export interface RunningServer {

@@ -107,7 +107,8 @@ describe('CapabilityStatement', () => {
       }
       for (const resource of rest.resource!) {
         let declared: boolean;
-        if (route.operation) declared = (resource.operation ?? []).some((o) => o.name === route.operation);
+        if (route.operation && route.types && !route.types.includes(resource.type!)) declared = !(resource.operation ?? []).some((o) => o.name === route.operation);
+        else if (route.operation) declared = (resource.operation ?? []).some((o) => o.name === route.operation);
         else if (route.conditional && route.interaction === 'update') declared = resource.conditionalUpdate === true;
         else if (route.conditional && route.interaction === 'delete') declared = resource.conditionalDelete === 'single' || resource.conditionalDelete === 'multiple';
         else declared = (resource.interaction ?? []).some((i) => i.code === route.interaction);
@@ -232,6 +233,12 @@ describe(`every declared interaction is served (sample seed ${SEED})`, () => {
       }
       if (decl.readHistory) ok(await http('GET', `${base}/${id}/_history/1`), 200, what('readHistory'));
       for (const op of decl.operation ?? []) {
+        if (op.name === 'everything') {
+          const everything = await http('GET', `${base}/${id}/$everything`);
+          ok(everything, 200, what('$everything'));
+          expect(everything.body.entry[0].resource.id).toBe(id);
+          continue;
+        }
         if (op.name !== 'validate') throw new Error(`${type} declares $${op.name} but this test has no probe for it: add one`);
         const res = await http('POST', `${base}/$validate`, { body: resource });
         ok(res, 200, what('$validate'));

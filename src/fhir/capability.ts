@@ -16,7 +16,8 @@ export function deriveCapabilityStatement(resourceTypes: string[], base: Capabil
   const typeRoutes = routes.filter((r) => r.pattern[0] === ':type');
   const has = (pred: (r: Route) => boolean) => typeRoutes.some(pred);
   const interactions = TYPE_INTERACTIONS.filter((code) => has((r) => r.interaction === code && !r.conditional));
-  const typeOperations = [...new Set(typeRoutes.filter((r) => r.operation).map((r) => r.operation!))].sort();
+  const operationsOf = (type: string) =>
+    [...new Set(typeRoutes.filter((r) => r.operation && (!r.types || r.types.includes(type))).map((r) => r.operation!))].sort();
   const resource = resourceTypes.map((type) => ({
     type: type as CapabilityStatementRestResource['type'],
     profile: `http://hl7.org/fhir/StructureDefinition/${type}`,
@@ -28,7 +29,7 @@ export function deriveCapabilityStatement(resourceTypes: string[], base: Capabil
     conditionalRead: 'full-support',
     conditionalUpdate: has((r) => r.interaction === 'update' && !!r.conditional),
     conditionalDelete: has((r) => r.interaction === 'delete' && !!r.conditional) ? 'single' : 'not-supported',
-    operation: typeOperations.map((name) => ({ name, definition: `http://hl7.org/fhir/OperationDefinition/Resource-${name}` })),
+    operation: operationsOf(type).map((name) => ({ name, definition: `http://hl7.org/fhir/OperationDefinition/${name === 'validate' ? 'Resource' : type}-${name}` })),
   }) satisfies CapabilityStatementRestResource);
   const systemInteractions = [
     ...new Set(routes.filter((r) => r.pattern[0] !== ':type' && r.interaction !== 'capabilities').flatMap((r) => [r.interaction, ...(r.alsoDeclares ?? [])])),

@@ -6,6 +6,7 @@ import { search } from './handlers/search-basic.js';
 import { validate } from './handlers/validate.js';
 import { metadata } from './handlers/metadata.js';
 import { bundle } from './handlers/bundle.js';
+import { patientEverything } from '../operations/patient-everything.js';
 
 /** CapabilityStatement interaction codes (R4 `TypeRestfulInteraction` / `SystemRestfulInteraction`). */
 export type InteractionCode =
@@ -19,6 +20,8 @@ export interface Route {
   interaction: InteractionCode;
   /** For operations: the operation name without `$`. */
   operation?: string;
+  /** For operations defined on some resource types only (e.g. Patient/$everything). */
+  types?: string[];
   /** Further interactions the same route serves (a Bundle POST is both batch and transaction). */
   alsoDeclares?: InteractionCode[];
   /** True for conditional variants (declared as conditionalUpdate/conditionalDelete in the CapabilityStatement). */
@@ -43,6 +46,8 @@ export const routes: Route[] = [
   { method: 'DELETE', pattern: [':type', ':id'], interaction: 'delete', handler: remove },
   { method: 'POST', pattern: [':type', ':id', '$validate'], interaction: 'operation', operation: 'validate', handler: validate },
   { method: 'GET', pattern: [':type', ':id', '_history'], interaction: 'history-instance', handler: history },
+  { method: 'GET', pattern: [':type', '$everything'], interaction: 'operation', operation: 'everything', types: ['Patient'], handler: patientEverything },
+  { method: 'GET', pattern: [':type', ':id', '$everything'], interaction: 'operation', operation: 'everything', types: ['Patient'], handler: patientEverything },
   { method: 'GET', pattern: [':type', ':id', '_history', ':vid'], interaction: 'vread', handler: vread },
 ];
 

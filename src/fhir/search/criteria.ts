@@ -1,12 +1,13 @@
 import { errors } from '../outcomes.js';
-import { tokenKeys, tokenQueryKey, type SearchIndex } from './index-entry.js';
+import { tokenQueryKey } from './index-entry.js';
+import { isReferenceParam, normalizeReference, referenceKey } from './reference-index.js';
 
 /** A Mongo filter over current documents; values are always plain strings/numbers built here, never client objects. */
 export type CurrentFilter = Record<string, unknown>;
 
 /**
  * Translates search criteria (the query string of a conditional create/update/delete) into a filter.
- * Empty criteria match every resource of the type. Supports `_id` and `identifier` (token: `code`, `system|code`, `|code`, `system|`); anything else is refused
+ * Empty criteria match every resource of the type. Supports `_id`, reference parameters and `identifier` (token: `code`, `system|code`, `|code`, `system|`); anything else is refused
  * with 400 rather than ignored, because ignoring a criterion of a conditional delete would widen it.
  */
 export function criteriaToFilter(resourceType: string, criteria: string): CurrentFilter {
@@ -17,6 +18,16 @@ export function criteriaToFilter(resourceType: string, criteria: string): Curren
       and.push({ id: { $in: splitOr(value) } });
     } else if (name === 'identifier') {
       and.push({ 'ix.tk': { $in: splitOr(value).map((v) => tokenQueryKey('identifier', v.replace(/\\\|/g, '|'))) } });
+    } else if (isReferenceParam(resourceType, name.replace(/:[A-Za-z]+$/, ''))) {
+      // R4 3.1.1.4.10: `Type/id` (or an absolute URL ending in it); a bare id needs the :Type modifier here.
+      const code = name.replace(/:[A-Za-z]+$/, '');
+      const modifierType = /:([A-Z][A-Za-z]+)$/.exec(name)?.[1];
+      const keys = splitOr(value).map((v) => {
+        const target = normalizeReference(v) ?? (modifierType && /^[A-Za-z0-9\-.]{1,64}$/.test(v) ? `${modifierType}/${v}` : undefined);
+        if (!target) throw errors.badRequest(`'${v}' is not a reference such as Patient/123 (parameter ${name})`);
+        return referenceKey(code, target);
+      });
+      and.push({ 'ix.tk': { $in: keys } });
     } else if (name !== '_format' && name !== '_pretty') {
       throw errors.notSupported(`Search parameter '${name}' is not supported in conditional criteria for ${resourceType}`);
     }
@@ -27,16 +38,4 @@ export function criteriaToFilter(resourceType: string, criteria: string): Curren
 /** Comma separates alternatives; `\,` is a literal comma (R4 3.1.1.4.8 escaping). */
 export function splitOr(value: string): string[] {
   return value.split(/(?<!\\),/).map((v) => v.replace(/\\([,|$\\])/g, '$1'));
-}
-
-/** Search index with `identifier` keys only (used until the full search indexer covers every parameter). */
-export function identifierIndex(resource: Record<string, unknown>): SearchIndex {
-  const ids = resource.identifier;
-  const list = Array.isArray(ids) ? ids : ids && typeof ids === 'object' ? [ids] : [];
-  const tk: string[] = [];
-  for (const ident of list as { system?: unknown; value?: unknown }[]) {
-    if (typeof ident?.value !== 'string') continue;
-    tk.push(...tokenKeys('identifier', typeof ident.system === 'string' ? ident.system : undefined, ident.value));
-  }
-  return { tk };
 }

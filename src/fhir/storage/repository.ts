@@ -28,6 +28,8 @@ export interface FhirRepository {
    * has them, otherwise apply-then-undo (every version written is rolled back if `fn` throws).
    */
   transaction<T>(fn: (tx: FhirRepository) => Promise<T>): Promise<T>;
+  /** Resource types that have ever been stored (lets type-spanning operations skip empty types). */
+  storedTypes(): Promise<string[]>;
   /** Current (not deleted) resources matching search criteria, at most `limit`. */
   findByCriteria(resourceType: string, criteria: string, limit: number): Promise<ResourceVersion[]>;
 }

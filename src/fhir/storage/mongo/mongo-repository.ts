@@ -205,6 +205,10 @@ export class MongoRepository implements FhirRepository {
     return this.delete(resourceType, matches[0]!.id);
   }
 
+  storedTypes(): Promise<string[]> {
+    return this.deps.collections.storedTypes();
+  }
+
   async findByCriteria(resourceType: string, criteria: string, limit: number): Promise<ResourceVersion[]> {
     this.checkType(resourceType);
     const filter = this.deps.criteriaFilter(resourceType, criteria);
