@@ -70,6 +70,40 @@ describe('transaction bundles', () => {
     expect(await snapshot()).toEqual(before);
   });
 
+  it('fails as a whole when a conditional create matches twice, leaving the database as it was', async () => {
+    const twin = patient('Twin', { identifier: [{ system: 'urn:mrn', value: 'TWIN' }] });
+    await http('POST', `${srv.base}/Patient`, { body: twin });
+    await http('POST', `${srv.base}/Patient`, { body: twin });
+    const before = await snapshot();
+    const res = await http('POST', srv.base, {
+      body: {
+        resourceType: 'Bundle',
+        type: 'transaction',
+        entry: [
+          { resource: patient('First'), request: { method: 'POST', url: 'Patient' } },
+          { fullUrl: 'urn:uuid:55555555-5555-4555-8555-555555555555', resource: twin, request: { method: 'POST', url: 'Patient', ifNoneExist: 'identifier=urn:mrn|TWIN' } },
+        ],
+      },
+    });
+    expect(res.status).toBe(412);
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('accepts a 5,000-entry transaction (a large patient record) and stores every entry', async () => {
+    const pat = 'urn:uuid:66666666-6666-4666-8666-666666666666';
+    const entry = [
+      { fullUrl: pat, resource: patient('Big'), request: { method: 'POST', url: 'Patient' } },
+      ...Array.from({ length: 4999 }, (_, i) => ({ resource: { ...obs(pat), valueInteger: i }, request: { method: 'POST', url: 'Observation' } })),
+    ];
+    const res = await http('POST', srv.base, { body: { resourceType: 'Bundle', type: 'transaction', entry }, headers: { prefer: 'return=minimal' } });
+    expect(res.status).toBe(200);
+    expect(res.body.entry).toHaveLength(5000);
+    expect(res.body.entry.every((e: any) => e.response.status === '201 Created')).toBe(true);
+    const patId = res.body.entry[0].response.location.split('/')[5];
+    const stored = await srv.running.mongo.db.collection('fhir_Observation').countDocuments({ 'ix.tk': `subject\u0001Patient/${patId}` });
+    expect(stored).toBe(4999);
+  }, 120_000);
+
   it('rolls back writes already applied when a later entry fails while applying', async () => {
     const existing = await http('POST', `${srv.base}/Patient`, { body: patient('Existing') });
     const before = await snapshot();
@@ -125,6 +159,18 @@ describe('transaction bundles', () => {
     const search = await http('GET', `${srv.base}/Patient?identifier=urn:mrn|PAR-TX`);
     expect(search.body.entry).toHaveLength(1);
     expect(results.filter((r) => r.body.entry[0].response.status === '201 Created')).toHaveLength(1);
+  });
+});
+
+describe('parallel conditional updates', () => {
+  it('16 identical conditional updates of a resource that does not exist yet create exactly one', async () => {
+    const body = patient('CondUpd', { identifier: [{ system: 'urn:mrn', value: 'CU-1' }] });
+    const results = await Promise.all(Array.from({ length: 16 }, () => http('PUT', `${srv.base}/Patient?identifier=urn:mrn|CU-1`, { body })));
+    expect(results.every((r) => r.status === 200 || r.status === 201)).toBe(true);
+    expect(results.filter((r) => r.status === 201)).toHaveLength(1);
+    expect(new Set(results.map((r) => r.body.id)).size).toBe(1);
+    const search = await http('GET', `${srv.base}/Patient?identifier=urn:mrn|CU-1`);
+    expect(search.body.entry).toHaveLength(1);
   });
 });
 
