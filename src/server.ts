@@ -51,7 +51,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const mongo = await initMongo({ uri: config.mongodbUri, dbName: config.mongodbDb, logger });
   let kv: KeyValueStore | undefined;
   try {
-    const cols = new Collections(mongo.db);
+    const cols = new Collections(mongo.db, !mongo.isFerretDB);
     await cols.ensureExisting();
     kv = await initRedis({ url: config.redisUrl, logger });
     const repo = new MongoRepository({

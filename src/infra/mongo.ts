@@ -8,6 +8,8 @@ export interface MongoHandle {
   supportsTransactions: boolean;
   /** Engine identification for logs and /health. */
   engine: string;
+  /** FerretDB speaks the MongoDB protocol but has no multikey indexes and pushes few filters down. */
+  isFerretDB: boolean;
   close(): Promise<void>;
 }
 
@@ -37,6 +39,7 @@ export async function initMongo(opts: { uri?: string; dbName: string; logger: Lo
     db,
     supportsTransactions,
     engine,
+    isFerretDB: Boolean(buildInfo.ferretdbVersion),
     async close() {
       await client.close();
       if (stopEmbedded) await stopEmbedded();

@@ -43,7 +43,15 @@ export class Collections {
   readonly locks: Collection<LockDoc>;
   private readonly ensured = new Map<string, Promise<void>>();
 
-  constructor(private readonly db: Db) {
+  constructor(
+    private readonly db: Db,
+    /**
+     * Whether the engine builds multikey indexes (one index entry per array element), as MongoDB does.
+     * FerretDB 1.x indexes an array as one PostgreSQL btree value, which fails for rows over 8 kB (a Claim's
+     * references) and is never used for array queries anyway, so there the search arrays get no index.
+     */
+    private readonly multikeyIndexes: boolean,
+  ) {
     this.locks = db.collection<LockDoc>('resource_locks');
   }
 
@@ -59,7 +67,7 @@ export class Collections {
   ready(type: string): Promise<void> {
     let p = this.ensured.get(type);
     if (!p) {
-      p = ensureTypeIndexes(this, type);
+      p = ensureTypeIndexes(this, type, this.multikeyIndexes);
       p.catch(() => this.ensured.delete(type));
       this.ensured.set(type, p);
     }
@@ -83,10 +91,10 @@ export class Collections {
   }
 }
 
-async function ensureTypeIndexes(c: Collections, type: string): Promise<void> {
+async function ensureTypeIndexes(c: Collections, type: string, multikey: boolean): Promise<void> {
   await Promise.all([
     c.current(type).createIndex({ lu: -1, _id: -1 }, { name: 'lastUpdated' }),
-    c.current(type).createIndex({ 'ix.tk': 1 }, { name: 'search_tokens' }),
+    ...(multikey ? [c.current(type).createIndex({ 'ix.tk': 1 }, { name: 'search_tokens' })] : []),
     c.history(type).createIndex({ id: 1, v: -1 }, { name: 'instance_versions' }),
     c.history(type).createIndex({ lu: -1, _id: -1 }, { name: 'type_history' }),
   ]);
