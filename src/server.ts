@@ -16,6 +16,7 @@ import { fhirEndpoint } from './fhir/rest/koa-adapter.js';
 import { dispatch } from './fhir/rest/dispatch.js';
 import { runtimeCapabilityStatement } from './fhir/capability.js';
 import { Collections } from './fhir/storage/mongo/documents.js';
+import { CursorCodec } from './fhir/storage/mongo/cursor.js';
 import { MongoRepository } from './fhir/storage/mongo/mongo-repository.js';
 import { criteriaToFilter } from './fhir/search/criteria.js';
 import { basicIndex } from './fhir/search/reference-index.js';
@@ -62,6 +63,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       indexer: searchIndexer,
       criteriaFilter: criteriaToFilter,
       isResourceType,
+      cursors: await CursorCodec.forDatabase(mongo.db),
     });
 
     const app = new Koa({ proxy: true });

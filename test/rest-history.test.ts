@@ -273,8 +273,13 @@ describe('_since, _at and bad parameters', () => {
     const cursor = next.searchParams.get('_cursor')!;
     expect(cursor).toBeTruthy();
     const b64 = (v: unknown) => Buffer.from(JSON.stringify(v)).toString('base64url');
-    const [ms] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as [number, string];
+    const [payload, signature] = cursor.split('.') as [string, string];
+    const [ms] = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as [number, string];
     const tampered = [
+      // Well-formed but forged: a position the server never issued, with the signature of another.
+      `${b64([ms + 1, 'Patient/x/1'])}.${signature}`,
+      `${b64([ms, 'Patient/zzz/1'])}.${signature}`,
+      payload, // signature stripped
       cursor.slice(0, -3), // truncated
       `${cursor}!!`,
       'not-a-cursor',

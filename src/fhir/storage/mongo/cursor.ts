@@ -1,24 +1,55 @@
+import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { Db } from 'mongodb';
 import { errors } from '../../outcomes.js';
+import { isDuplicateKey } from './version-writer.js';
 
 export interface Cursor {
   lu: Date;
   key: string;
 }
 
-/** Keyset cursor for history paging: stays correct while others write, unlike a skip count. */
-export function encodeCursor(c: Cursor): string {
-  return Buffer.from(JSON.stringify([c.lu.getTime(), c.key])).toString('base64url');
-}
+/**
+ * Keyset cursors for paging (they stay correct while others write, unlike a skip count), signed with a
+ * secret every server process shares, so a client can neither forge nor alter one.
+ */
+export class CursorCodec {
+  constructor(private readonly secret: Buffer) {}
 
-export function decodeCursor(s: string): Cursor {
-  try {
-    const [ms, key] = JSON.parse(Buffer.from(s, 'base64url').toString('utf8')) as unknown[];
-    if (typeof ms !== 'number' || !Number.isFinite(ms) || typeof key !== 'string') throw new Error('shape');
-    const cursor = { lu: new Date(ms), key };
-    // Base64 decoding skips foreign characters: only the exact text this server issued is accepted.
-    if (encodeCursor(cursor) !== s) throw new Error('not canonical');
-    return cursor;
-  } catch {
-    throw errors.badRequest('The paging cursor is malformed or was altered; start again from the first page');
+  /** The deployment's secret: created once in the database on first start, read by every process after. */
+  static async forDatabase(db: Db): Promise<CursorCodec> {
+    const settings = db.collection<{ _id: string; value: string }>('server_settings');
+    const fresh = randomBytes(32).toString('base64');
+    try {
+      await settings.insertOne({ _id: 'cursor-secret', value: fresh });
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err;
+    }
+    const stored = await settings.findOne({ _id: 'cursor-secret' });
+    return new CursorCodec(Buffer.from(stored!.value, 'base64'));
+  }
+
+  encode(c: Cursor): string {
+    const payload = Buffer.from(JSON.stringify([c.lu.getTime(), c.key])).toString('base64url');
+    return `${payload}.${this.sign(payload)}`;
+  }
+
+  decode(s: string): Cursor {
+    const bad = () => errors.badRequest('The paging cursor is malformed or was altered; start again from the first page');
+    const [payload, signature, extra] = s.split('.');
+    if (!payload || !signature || extra !== undefined) throw bad();
+    const expected = Buffer.from(this.sign(payload));
+    const given = Buffer.from(signature);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw bad();
+    try {
+      const [ms, key] = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as unknown[];
+      if (typeof ms !== 'number' || !Number.isFinite(ms) || typeof key !== 'string') throw new Error('shape');
+      return { lu: new Date(ms), key };
+    } catch {
+      throw bad();
+    }
+  }
+
+  private sign(payload: string): string {
+    return createHmac('sha256', this.secret).update(payload).digest('base64url').slice(0, 22);
   }
 }

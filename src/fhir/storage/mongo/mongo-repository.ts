@@ -12,7 +12,7 @@ import { VersionConflict, rollForward, writeVersion } from './version-writer.js'
 import { maybeInTransaction } from './transactions.js';
 import { withCriteriaLock } from './criteria-lock.js';
 import { UnitOfWork } from './unit-of-work.js';
-import { decodeCursor, encodeCursor } from './cursor.js';
+import type { CursorCodec } from './cursor.js';
 
 export interface MongoRepositoryDeps {
   client: MongoClient;
@@ -24,6 +24,8 @@ export interface MongoRepositoryDeps {
   /** Translates conditional criteria into a filter over current documents. */
   criteriaFilter: (resourceType: string, criteria: string) => CurrentFilter;
   isResourceType: (type: string) => boolean;
+  /** Signs and checks paging cursors. */
+  cursors: CursorCodec;
 }
 
 /** How often a write without If-Match retries after losing a race to another writer. */
@@ -229,7 +231,7 @@ export class MongoRepository implements FhirRepository {
     if (Object.keys(lu).length) filter.lu = lu;
     const pageFilter = { ...filter };
     if (q.cursor) {
-      const c = decodeCursor(q.cursor);
+      const c = this.deps.cursors.decode(q.cursor);
       pageFilter.$or = [{ lu: { $lt: c.lu } }, { lu: c.lu, _id: { $lt: c.key } }];
     }
     // System history merges the newest versions of every stored type (one collection per type).
@@ -254,7 +256,7 @@ export class MongoRepository implements FhirRepository {
     return {
       versions: page.map(toVersion),
       total: perType.reduce((n, p) => n + p.total, 0),
-      nextCursor: docs.length > q.count && last ? encodeCursor({ lu: last.lu, key: last._id }) : undefined,
+      nextCursor: docs.length > q.count && last ? this.deps.cursors.encode({ lu: last.lu, key: last._id }) : undefined,
     };
   }
 
@@ -278,14 +280,14 @@ export class MongoRepository implements FhirRepository {
       return false;
     });
     const versions = [...chosen, ...lastBefore.values()].sort((a, b) => b.lu.getTime() - a.lu.getTime() || (a._id < b._id ? 1 : -1));
-    const c = q.cursor ? decodeCursor(q.cursor) : undefined;
+    const c = q.cursor ? this.deps.cursors.decode(q.cursor) : undefined;
     const rest = c ? versions.filter((d) => d.lu < c.lu || (d.lu.getTime() === c.lu.getTime() && d._id < c.key)) : versions;
     const page = rest.slice(0, q.count);
     const last = page[page.length - 1];
     return {
       versions: page.map(toVersion),
       total: versions.length,
-      nextCursor: rest.length > q.count && last ? encodeCursor({ lu: last.lu, key: last._id }) : undefined,
+      nextCursor: rest.length > q.count && last ? this.deps.cursors.encode({ lu: last.lu, key: last._id }) : undefined,
     };
   }
 
