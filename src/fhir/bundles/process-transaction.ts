@@ -31,9 +31,15 @@ export async function processTransaction(entries: PlannedEntry[], req: FhirReque
       if (e.method === 'PUT' && e.fullUrl && e.target.segments.length === 2) ids.set(e.fullUrl, e.target.segments.join('/'));
     }
     const resolve = (ref: string) => ids.get(ref);
+    const run = async (e: PlannedEntry, resource?: Resource) =>
+      step(e, async () => {
+        results[e.index] = entryFromResponse(await txCtx.dispatch(entryRequest(e, req, resource), txCtx));
+      });
 
-    // Conditional creates first, dependencies before dependants, so the final id of each is known
-    // (an existing match or the id reserved above) before any reference to it is rewritten.
+    // R4 order: deletions first (they cannot refer to other entries), then conditional creates,
+    // dependencies before dependants, so the final id of each is known (an existing match or the id
+    // reserved above) before any reference to it is rewritten.
+    for (const e of entries.filter((x) => x.method === 'DELETE')) await run(e);
     for (const e of orderByDependencies(posts.filter((p) => p.ifNoneExist), ids)) {
       await step(e, async () => {
         const resource = rewriteReferences(e.resource!, resolve);
@@ -48,19 +54,20 @@ export async function processTransaction(entries: PlannedEntry[], req: FhirReque
     }
 
     await resolveConditionalReferences(entries, tx, ids);
-    const pending = entries.filter((e) => !(e.method === 'POST' && e.ifNoneExist));
-    for (const e of pending) if (e.resource) e.resource = rewriteReferences(e.resource, resolve);
-    await precheck(pending, tx);
+    const pending = entries.filter((e) => e.method !== 'DELETE' && !(e.method === 'POST' && e.ifNoneExist));
+    // Rewritten copies, never the planned entries: an engine transaction may run this callback again.
+    const rewritten = new Map(pending.filter((e) => e.resource).map((e) => [e, rewriteReferences(e.resource!, resolve)]));
+    await precheck(pending, rewritten, tx);
 
     for (const e of processingOrder(pending)) {
+      if (e.method !== 'POST') {
+        await run(e, rewritten.get(e));
+        continue;
+      }
       await step(e, async () => {
-        if (e.method === 'POST') {
-          const ref = e.fullUrl ? ids.get(e.fullUrl) : undefined;
-          const result = await tx.create(e.resource!, { id: ref?.split('/')[1] });
-          results[e.index] = entryFromResponse(writeResponse(req, 201, result.version, 'Created'));
-        } else {
-          results[e.index] = entryFromResponse(await txCtx.dispatch(entryRequest(e, req), txCtx));
-        }
+        const ref = e.fullUrl ? ids.get(e.fullUrl) : undefined;
+        const result = await tx.create(rewritten.get(e)!, { id: ref?.split('/')[1] });
+        results[e.index] = entryFromResponse(writeResponse(req, 201, result.version, 'Created'));
       });
     }
     return { resourceType: 'Bundle', type: 'transaction-response', entry: results };
@@ -140,20 +147,21 @@ async function resolveConditionalReferences(entries: PlannedEntry[], repo: FhirR
 }
 
 /** Checks before writing anything: URL/body agreement, ids, validation, If-Match versions. */
-async function precheck(entries: PlannedEntry[], repo: FhirRepository): Promise<void> {
+async function precheck(entries: PlannedEntry[], rewritten: Map<PlannedEntry, Resource>, repo: FhirRepository): Promise<void> {
   for (const e of entries) {
     const [type, id] = e.target.segments;
+    const resource = rewritten.get(e);
     if (e.method === 'POST') postType(e);
-    if (e.resource && (e.method === 'POST' || e.method === 'PUT')) {
-      const issues = validateResource(e.resource).filter((i) => i.severity === 'error' || i.severity === 'fatal');
+    if (resource && (e.method === 'POST' || e.method === 'PUT')) {
+      const issues = validateResource(resource).filter((i) => i.severity === 'error' || i.severity === 'fatal');
       if (issues.length) {
         for (const i of issues) i.diagnostics = `Bundle entry ${e.index}: the transaction was rolled back`;
         throw errors.invalid(issues);
       }
     }
     if (e.method === 'PUT' && id !== undefined) {
-      if (e.resource?.resourceType !== type) throw errors.badRequest(`Bundle entry ${e.index}: resource type does not match url`);
-      if ((e.resource as Resource).id !== id) throw errors.badRequest(`Bundle entry ${e.index}: resource id '${(e.resource as Resource).id}' does not match url id '${id}'`);
+      if (resource?.resourceType !== type) throw errors.badRequest(`Bundle entry ${e.index}: resource type does not match url`);
+      if (resource.id !== id) throw errors.badRequest(`Bundle entry ${e.index}: resource id '${resource.id}' does not match url id '${id}'`);
       if (!FHIR_ID.test(id)) throw errors.badRequest(`Bundle entry ${e.index}: '${id}' is not a valid id`);
     }
     if (e.ifMatch && type && id && ['PUT', 'PATCH', 'DELETE'].includes(e.method)) {
