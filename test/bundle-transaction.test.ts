@@ -124,6 +124,27 @@ describe('transaction bundles', () => {
     expect(await snapshot()).toEqual(before);
   });
 
+  it('rewrites urn:uuid references inside JSON Patch values too', async () => {
+    const target = await http('POST', `${srv.base}/Observation`, { body: obs('Patient/none') });
+    const pat = 'urn:uuid:77777777-7777-4777-8777-777777777777';
+    const ops = [{ op: 'replace', path: '/subject/reference', value: pat }, { op: 'add', path: '/performer', value: [{ reference: pat }] }];
+    const res = await http('POST', srv.base, {
+      body: {
+        resourceType: 'Bundle',
+        type: 'transaction',
+        entry: [
+          { fullUrl: pat, resource: patient('Patched'), request: { method: 'POST', url: 'Patient' } },
+          { resource: { resourceType: 'Binary', contentType: 'application/json-patch+json', data: Buffer.from(JSON.stringify(ops)).toString('base64') }, request: { method: 'PATCH', url: `Observation/${target.body.id}` } },
+        ],
+      },
+    });
+    expect(res.status).toBe(200);
+    const ref = `Patient/${res.body.entry[0].resource.id}`;
+    const after = await http('GET', `${srv.base}/Observation/${target.body.id}`);
+    expect(after.body.subject.reference).toBe(ref);
+    expect(after.body.performer[0].reference).toBe(ref);
+  });
+
   it('resolves conditional references and applies a Binary-wrapped JSON Patch', async () => {
     await http('POST', `${srv.base}/Patient`, { body: patient('Cond', { identifier: [{ system: 'urn:mrn', value: 'C-1' }] }) });
     const target = await http('POST', `${srv.base}/Patient`, { body: patient('Patchme') });

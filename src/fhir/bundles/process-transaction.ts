@@ -31,9 +31,9 @@ export async function processTransaction(entries: PlannedEntry[], req: FhirReque
       if (e.method === 'PUT' && e.fullUrl && e.target.segments.length === 2) ids.set(e.fullUrl, e.target.segments.join('/'));
     }
     const resolve = (ref: string) => ids.get(ref);
-    const run = async (e: PlannedEntry, resource?: Resource) =>
+    const run = async (e: PlannedEntry, body?: unknown) =>
       step(e, async () => {
-        results[e.index] = entryFromResponse(await txCtx.dispatch(entryRequest(e, req, resource), txCtx));
+        results[e.index] = entryFromResponse(await txCtx.dispatch(entryRequest(e, req, body), txCtx));
       });
 
     // R4 order: deletions first (they cannot refer to other entries), then conditional creates,
@@ -57,11 +57,12 @@ export async function processTransaction(entries: PlannedEntry[], req: FhirReque
     const pending = entries.filter((e) => e.method !== 'DELETE' && !(e.method === 'POST' && e.ifNoneExist));
     // Rewritten copies, never the planned entries: an engine transaction may run this callback again.
     const rewritten = new Map(pending.filter((e) => e.resource).map((e) => [e, rewriteReferences(e.resource!, resolve)]));
+    const patches = new Map(pending.filter((e) => e.method === 'PATCH').map((e) => [e, rewritePatchReferences(e.patch, resolve)]));
     await precheck(pending, rewritten, tx);
 
     for (const e of processingOrder(pending)) {
       if (e.method !== 'POST') {
-        await run(e, rewritten.get(e));
+        await run(e, rewritten.get(e) ?? patches.get(e));
         continue;
       }
       await step(e, async () => {
@@ -71,6 +72,15 @@ export async function processTransaction(entries: PlannedEntry[], req: FhirReque
       });
     }
     return { resourceType: 'Bundle', type: 'transaction-response', entry: results };
+  });
+}
+
+/** JSON Patch values may hold references too: whole objects, or a string set at a `/reference` path. */
+function rewritePatchReferences(patch: unknown, resolve: (ref: string) => string | undefined): unknown {
+  if (!Array.isArray(patch)) return patch;
+  return patch.map((op: { path?: unknown; value?: unknown }) => {
+    if (op && typeof op.path === 'string' && op.path.endsWith('/reference') && typeof op.value === 'string') return { ...op, value: resolve(op.value) ?? op.value };
+    return rewriteReferences(op, resolve);
   });
 }
 
