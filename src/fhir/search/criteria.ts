@@ -1,13 +1,13 @@
 import { errors } from '../outcomes.js';
 import { tokenQueryKey } from './index-entry.js';
-import { isReferenceParam, normalizeReference, referenceKey } from './reference-index.js';
+import { indexedKind, normalizeReference, referenceKey } from './reference-index.js';
 
 /** A Mongo filter over current documents; values are always plain strings/numbers built here, never client objects. */
 export type CurrentFilter = Record<string, unknown>;
 
 /**
  * Translates search criteria (the query string of a conditional create/update/delete) into a filter.
- * Empty criteria match every resource of the type. Supports `_id`, reference parameters and `identifier` (token: `code`, `system|code`, `|code`, `system|`); anything else is refused
+ * Empty criteria match every resource of the type. Supports `_id`, token and reference parameters (token: `code`, `system|code`, `|code`, `system|`); anything else is refused
  * with 400 rather than ignored, because ignoring a criterion of a conditional delete would widen it.
  */
 export function criteriaToFilter(resourceType: string, criteria: string): CurrentFilter {
@@ -16,9 +16,10 @@ export function criteriaToFilter(resourceType: string, criteria: string): Curren
   for (const [name, value] of params) {
     if (name === '_id') {
       and.push({ id: { $in: splitOr(value) } });
-    } else if (name === 'identifier') {
-      and.push({ 'ix.tk': { $in: splitOr(value).map((v) => tokenQueryKey('identifier', v.replace(/\\\|/g, '|'))) } });
-    } else if (isReferenceParam(resourceType, name.replace(/:[A-Za-z]+$/, ''))) {
+    } else if (indexedKind(resourceType, name) === 'token') {
+      // R4 3.1.1.4.9: code, system|code, |code, system| (modifiers belong to the full search engine).
+      and.push({ 'ix.tk': { $in: splitRaw(value).map((v) => tokenQueryKey(name, v).replace(/\\([,|$\\])/g, '$1')) } });
+    } else if (indexedKind(resourceType, name.replace(/:[A-Za-z]+$/, '')) === 'reference') {
       // R4 3.1.1.4.10: `Type/id` (or an absolute URL ending in it); a bare id needs the :Type modifier here.
       const code = name.replace(/:[A-Za-z]+$/, '');
       const modifierType = /:([A-Z][A-Za-z]+)$/.exec(name)?.[1];
@@ -33,6 +34,11 @@ export function criteriaToFilter(resourceType: string, criteria: string): Curren
     }
   }
   return { t: resourceType, del: false, ...(and.length ? { $and: and } : {}) };
+}
+
+/** Alternatives split on unescaped commas, escapes kept (token values still need them to find the `|`). */
+function splitRaw(value: string): string[] {
+  return value.split(/(?<!\\),/);
 }
 
 /** Comma separates alternatives; `\,` is a literal comma (R4 3.1.1.4.8 escaping). */
