@@ -9,6 +9,9 @@ afterAll(async () => {
   await srv?.close();
 });
 
+/** POSTs a Bundle of the given type to the base. */
+const postBundle = (type: 'batch' | 'transaction', entry: unknown[]) => http('POST', srv.base, { body: { resourceType: 'Bundle', type, entry } });
+
 const patient = (family: string, extra: Record<string, unknown> = {}) => ({ resourceType: 'Patient', name: [{ family }], ...extra });
 const obs = (subject: string) => ({ resourceType: 'Observation', status: 'final', code: { text: 'weight' }, subject: { reference: subject } });
 
@@ -23,20 +26,14 @@ async function snapshot() {
 
 describe('transaction bundles', () => {
   it('creates entries, resolving urn:uuid references at any depth to the assigned ids', async () => {
-    const res = await http('POST', srv.base, {
-      body: {
-        resourceType: 'Bundle',
-        type: 'transaction',
-        entry: [
-          { fullUrl: 'urn:uuid:11111111-1111-4111-8111-111111111111', resource: obs('urn:uuid:22222222-2222-4222-8222-222222222222'), request: { method: 'POST', url: 'Observation' } },
-          {
-            fullUrl: 'urn:uuid:22222222-2222-4222-8222-222222222222',
-            resource: patient('Tx', { extension: [{ url: 'http://example.org/x', valueReference: { reference: 'urn:uuid:11111111-1111-4111-8111-111111111111' } }] }),
-            request: { method: 'POST', url: 'Patient' },
-          },
-        ],
+    const res = await postBundle('transaction', [
+      { fullUrl: 'urn:uuid:11111111-1111-4111-8111-111111111111', resource: obs('urn:uuid:22222222-2222-4222-8222-222222222222'), request: { method: 'POST', url: 'Observation' } },
+      {
+        fullUrl: 'urn:uuid:22222222-2222-4222-8222-222222222222',
+        resource: patient('Tx', { extension: [{ url: 'http://example.org/x', valueReference: { reference: 'urn:uuid:11111111-1111-4111-8111-111111111111' } }] }),
+        request: { method: 'POST', url: 'Patient' },
       },
-    });
+    ]);
     expect(res.status).toBe(200);
     expect(res.body.type).toBe('transaction-response');
     expect(res.body.entry.map((e: any) => e.response.status)).toEqual(['201 Created', '201 Created']);
@@ -54,17 +51,11 @@ describe('transaction bundles', () => {
   ])('fails as a whole on %s and leaves the database exactly as it was', async (_name, badEntry, status) => {
     await http('PUT', `${srv.base}/Patient/tx-fixed`, { body: patient('Fixed', { id: 'tx-fixed' }) });
     const before = await snapshot();
-    const res = await http('POST', srv.base, {
-      body: {
-        resourceType: 'Bundle',
-        type: 'transaction',
-        entry: [
-          { fullUrl: 'urn:uuid:33333333-3333-4333-8333-333333333333', resource: patient('Rollback'), request: { method: 'POST', url: 'Patient' } },
-          { resource: patient('Fixed2', { id: 'tx-fixed' }), request: { method: 'PUT', url: 'Patient/tx-other' } },
-          badEntry,
-        ].filter((_, i) => i !== 1),
-      },
-    });
+    const res = await postBundle('transaction', [
+      { fullUrl: 'urn:uuid:33333333-3333-4333-8333-333333333333', resource: patient('Rollback'), request: { method: 'POST', url: 'Patient' } },
+      { resource: patient('Fixed2', { id: 'tx-fixed' }), request: { method: 'PUT', url: 'Patient/tx-other' } },
+      badEntry,
+    ].filter((_, i) => i !== 1));
     expect(res.status).toBe(status);
     expect(res.body.resourceType).toBe('OperationOutcome');
     expect(await snapshot()).toEqual(before);
@@ -75,16 +66,10 @@ describe('transaction bundles', () => {
     await http('POST', `${srv.base}/Patient`, { body: twin });
     await http('POST', `${srv.base}/Patient`, { body: twin });
     const before = await snapshot();
-    const res = await http('POST', srv.base, {
-      body: {
-        resourceType: 'Bundle',
-        type: 'transaction',
-        entry: [
-          { resource: patient('First'), request: { method: 'POST', url: 'Patient' } },
-          { fullUrl: 'urn:uuid:55555555-5555-4555-8555-555555555555', resource: twin, request: { method: 'POST', url: 'Patient', ifNoneExist: 'identifier=urn:mrn|TWIN' } },
-        ],
-      },
-    });
+    const res = await postBundle('transaction', [
+      { resource: patient('First'), request: { method: 'POST', url: 'Patient' } },
+      { fullUrl: 'urn:uuid:55555555-5555-4555-8555-555555555555', resource: twin, request: { method: 'POST', url: 'Patient', ifNoneExist: 'identifier=urn:mrn|TWIN' } },
+    ]);
     expect(res.status).toBe(412);
     expect(await snapshot()).toEqual(before);
   });
@@ -109,17 +94,11 @@ describe('transaction bundles', () => {
     const before = await snapshot();
     // The DELETE and the POST are applied first (R4 order); the PATCH then fails its test operation.
     const patch = Buffer.from(JSON.stringify([{ op: 'test', path: '/gender', value: 'male' }])).toString('base64');
-    const res = await http('POST', srv.base, {
-      body: {
-        resourceType: 'Bundle',
-        type: 'transaction',
-        entry: [
-          { resource: { resourceType: 'Binary', contentType: 'application/json-patch+json', data: patch }, request: { method: 'PATCH', url: `Patient/${existing.body.id}` } },
-          { resource: patient('New'), request: { method: 'POST', url: 'Patient' } },
-          { request: { method: 'DELETE', url: 'Patient/tx-fixed' } },
-        ],
-      },
-    });
+    const res = await postBundle('transaction', [
+      { resource: { resourceType: 'Binary', contentType: 'application/json-patch+json', data: patch }, request: { method: 'PATCH', url: `Patient/${existing.body.id}` } },
+      { resource: patient('New'), request: { method: 'POST', url: 'Patient' } },
+      { request: { method: 'DELETE', url: 'Patient/tx-fixed' } },
+    ]);
     expect(res.status).toBe(422);
     expect(await snapshot()).toEqual(before);
   });
@@ -128,16 +107,10 @@ describe('transaction bundles', () => {
     const target = await http('POST', `${srv.base}/Observation`, { body: obs('Patient/none') });
     const pat = 'urn:uuid:77777777-7777-4777-8777-777777777777';
     const ops = [{ op: 'replace', path: '/subject/reference', value: pat }, { op: 'add', path: '/performer', value: [{ reference: pat }] }];
-    const res = await http('POST', srv.base, {
-      body: {
-        resourceType: 'Bundle',
-        type: 'transaction',
-        entry: [
-          { fullUrl: pat, resource: patient('Patched'), request: { method: 'POST', url: 'Patient' } },
-          { resource: { resourceType: 'Binary', contentType: 'application/json-patch+json', data: Buffer.from(JSON.stringify(ops)).toString('base64') }, request: { method: 'PATCH', url: `Observation/${target.body.id}` } },
-        ],
-      },
-    });
+    const res = await postBundle('transaction', [
+      { fullUrl: pat, resource: patient('Patched'), request: { method: 'POST', url: 'Patient' } },
+      { resource: { resourceType: 'Binary', contentType: 'application/json-patch+json', data: Buffer.from(JSON.stringify(ops)).toString('base64') }, request: { method: 'PATCH', url: `Observation/${target.body.id}` } },
+    ]);
     expect(res.status).toBe(200);
     const ref = `Patient/${res.body.entry[0].resource.id}`;
     const after = await http('GET', `${srv.base}/Observation/${target.body.id}`);
@@ -149,17 +122,11 @@ describe('transaction bundles', () => {
     await http('POST', `${srv.base}/Patient`, { body: patient('Cond', { identifier: [{ system: 'urn:mrn', value: 'C-1' }] }) });
     const target = await http('POST', `${srv.base}/Patient`, { body: patient('Patchme') });
     const patch = Buffer.from(JSON.stringify([{ op: 'add', path: '/gender', value: 'female' }])).toString('base64');
-    const res = await http('POST', srv.base, {
-      body: {
-        resourceType: 'Bundle',
-        type: 'transaction',
-        entry: [
-          { resource: obs('Patient?identifier=urn:mrn|C-1'), request: { method: 'POST', url: 'Observation' } },
-          { resource: { resourceType: 'Binary', contentType: 'application/json-patch+json', data: patch }, request: { method: 'PATCH', url: `Patient/${target.body.id}` } },
-          { request: { method: 'GET', url: `Patient/${target.body.id}` } },
-        ],
-      },
-    });
+    const res = await postBundle('transaction', [
+      { resource: obs('Patient?identifier=urn:mrn|C-1'), request: { method: 'POST', url: 'Observation' } },
+      { resource: { resourceType: 'Binary', contentType: 'application/json-patch+json', data: patch }, request: { method: 'PATCH', url: `Patient/${target.body.id}` } },
+      { request: { method: 'GET', url: `Patient/${target.body.id}` } },
+    ]);
     expect(res.status).toBe(200);
     expect(res.body.entry[0].resource.subject.reference).toMatch(/^Patient\/[0-9a-f-]{36}$/);
     expect(res.body.entry[1].response.status).toBe('200 OK');
@@ -168,13 +135,7 @@ describe('transaction bundles', () => {
 
   it('parallel identical conditional creates inside transactions leave exactly one resource', async () => {
     const tx = () =>
-      http('POST', srv.base, {
-        body: {
-          resourceType: 'Bundle',
-          type: 'transaction',
-          entry: [{ fullUrl: 'urn:uuid:44444444-4444-4444-8444-444444444444', resource: patient('Par', { identifier: [{ system: 'urn:mrn', value: 'PAR-TX' }] }), request: { method: 'POST', url: 'Patient', ifNoneExist: 'identifier=urn:mrn|PAR-TX' } }],
-        },
-      });
+      postBundle('transaction', [{ fullUrl: 'urn:uuid:44444444-4444-4444-8444-444444444444', resource: patient('Par', { identifier: [{ system: 'urn:mrn', value: 'PAR-TX' }] }), request: { method: 'POST', url: 'Patient', ifNoneExist: 'identifier=urn:mrn|PAR-TX' } }]);
     const results = await Promise.all(Array.from({ length: 16 }, tx));
     expect(results.every((r) => r.status === 200)).toBe(true);
     const search = await http('GET', `${srv.base}/Patient?identifier=urn:mrn|PAR-TX`);
@@ -197,17 +158,11 @@ describe('parallel conditional updates', () => {
 
 describe('batch bundles', () => {
   it('processes entries independently: a failing entry does not affect the others', async () => {
-    const res = await http('POST', srv.base, {
-      body: {
-        resourceType: 'Bundle',
-        type: 'batch',
-        entry: [
-          { resource: patient('B1'), request: { method: 'POST', url: 'Patient' } },
-          { resource: { resourceType: 'Patient', birthDate: 'yesterday' }, request: { method: 'POST', url: 'Patient' } },
-          { request: { method: 'GET', url: 'Patient/does-not-exist' } },
-        ],
-      },
-    });
+    const res = await postBundle('batch', [
+      { resource: patient('B1'), request: { method: 'POST', url: 'Patient' } },
+      { resource: { resourceType: 'Patient', birthDate: 'yesterday' }, request: { method: 'POST', url: 'Patient' } },
+      { request: { method: 'GET', url: 'Patient/does-not-exist' } },
+    ]);
     expect(res.status).toBe(200);
     expect(res.body.type).toBe('batch-response');
     expect(res.body.entry.map((e: any) => e.response.status.split(' ')[0])).toEqual(['201', '400', '404']);
