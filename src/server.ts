@@ -18,8 +18,11 @@ import { runtimeCapabilityStatement } from './fhir/capability.js';
 import { Collections } from './fhir/storage/mongo/documents.js';
 import { CursorCodec } from './fhir/storage/mongo/cursor.js';
 import { MongoRepository } from './fhir/storage/mongo/mongo-repository.js';
-import { criteriaToFilter } from './fhir/search/criteria.js';
-import { basicIndex } from './fhir/search/reference-index.js';
+import { SearchParameterRegistry } from './fhir/search/parameters.js';
+import { ResourceIndexer } from './fhir/search/indexer.js';
+import { SearchEngine } from './fhir/search/engine.js';
+import { CustomSearchParameters } from './fhir/search/custom-parameters.js';
+import { FerretPostgresIndexes } from './infra/ferretdb-postgres.js';
 import { isResourceType, loadDefinitions } from './fhir/definitions.js';
 import { validateResource } from './fhir/validation/validate-resource.js';
 import { loadProfiles } from './fhir/validation/profiles.js';
@@ -27,8 +30,15 @@ import type { FhirRepository } from './fhir/storage/repository.js';
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 
 export const FHIR_MOUNT = '/fhir';
-/** Computes the search index stored beside each resource (benchmarks reuse it to write identical documents). */
-export const searchIndexer = basicIndex;
+/**
+ * Computes the search index stored beside each resource from the R4 parameters (benchmarks reuse it to
+ * write identical documents; the server's own indexer also knows the deployment's custom parameters).
+ */
+export const searchIndexer = new ResourceIndexer(new SearchParameterRegistry()).index;
+
+/** GIN-indexed fields of FerretDB's tables (see infra/ferretdb-postgres.ts). */
+const FERRET_CURRENT_FIELDS = ['_id', 'id', 'tk', 'st'];
+const FERRET_HISTORY_FIELDS = ['_id', 'id'];
 const VERSION = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export interface RunningServer {
@@ -51,20 +61,56 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   loadProfiles();
   const mongo = await initMongo({ uri: config.mongodbUri, dbName: config.mongodbDb, logger });
   let kv: KeyValueStore | undefined;
+  let pgIndexes: FerretPostgresIndexes | undefined;
+  let custom: CustomSearchParameters | undefined;
   try {
-    const cols = new Collections(mongo.db, !mongo.isFerretDB);
+    if (mongo.isFerretDB && config.ferretdbPostgresUrl) {
+      pgIndexes = new FerretPostgresIndexes(config.ferretdbPostgresUrl, mongo.db.databaseName, logger);
+      logger.info('FerretDB on PostgreSQL: search fields get GIN indexes in its tables');
+    } else if (mongo.isFerretDB) {
+      logger.warn('FerretDB without FERRETDB_POSTGRES_URL: every search reads whole tables; set it to the PostgreSQL database FerretDB uses');
+    }
+    const gin = pgIndexes;
+    const cols = new Collections(
+      mongo.db,
+      !mongo.isFerretDB,
+      gin ? async (c, type) => {
+        await gin.ensure(c.currentName(type), FERRET_CURRENT_FIELDS);
+        await gin.ensure(c.historyName(type), FERRET_HISTORY_FIELDS);
+      } : undefined,
+    );
     await cols.ensureExisting();
     kv = await initRedis({ url: config.redisUrl, logger });
+    const registry = new SearchParameterRegistry();
+    const indexer = new ResourceIndexer(registry).index;
+    const cursors = await CursorCodec.forDatabase(mongo.db);
+    const engine = new SearchEngine(cols, registry, cursors, {
+      defaultCount: config.searchDefaultCount,
+      maxCount: config.searchMaxCount,
+      maxIncludes: config.searchMaxIncludes,
+      maxChainIds: 1000,
+      maxExactCount: 10000,
+      cursorTtlMs: config.searchCursorTtlMs,
+      splitOr: mongo.isFerretDB,
+    });
+    let repoRef: FhirRepository | undefined;
+    custom = new CustomSearchParameters(mongo.db, cols, registry, indexer, () => repoRef!, logger, {
+      pollMs: config.reindexPollMs, leaseMs: 30_000, batchSize: 200, runJobs: config.reindexWorker,
+    });
+    engine.pendingReindex = (types) => custom!.pendingFor(types);
     const repo = new MongoRepository({
       client: mongo.client,
       collections: cols,
       supportsTransactions: mongo.supportsTransactions,
       validate: (r) => validateResource(r),
-      indexer: searchIndexer,
-      criteriaFilter: criteriaToFilter,
+      indexer,
+      search: engine,
+      onSearchParameterChange: custom.onChange,
       isResourceType,
-      cursors: await CursorCodec.forDatabase(mongo.db),
+      cursors,
     });
+    repoRef = repo;
+    await custom.start();
 
     const app = new Koa({ proxy: true });
     // The public base is known only once listening when BASE_URL is unset (e.g. PORT=0 in tests).
@@ -88,6 +134,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       mountPath: FHIR_MOUNT,
       publicBaseUrl: () => publicBase,
       idempotency: { kv, ttlMs: config.idempotencyTtlMs },
+      maxFormBytes: config.maxBodySize,
       context: (ctx) => ({
         repo,
         searchDefaultCount: config.searchDefaultCount,
@@ -123,11 +170,15 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       server, url, mongo, kv: store, repo,
       async close() {
         await drain(server, config.shutdownTimeoutMs);
+        await custom?.stop();
+        await pgIndexes?.close();
         await store.close();
         await mongo.close();
       },
     };
   } catch (err) {
+    await custom?.stop().catch(() => undefined);
+    await pgIndexes?.close().catch(() => undefined);
     await kv?.close().catch(() => undefined);
     await mongo.close().catch(() => undefined);
     throw err;

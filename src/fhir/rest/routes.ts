@@ -2,7 +2,7 @@ import type { Handler } from './types.js';
 import { read, vread, update, patch, remove } from './handlers/instance.js';
 import { create, conditionalUpdate, conditionalDelete } from './handlers/type-level.js';
 import { history } from './handlers/history.js';
-import { search } from './handlers/search-basic.js';
+import { search } from './handlers/search.js';
 import { validate } from './handlers/validate.js';
 import { metadata } from './handlers/metadata.js';
 import { bundle } from './handlers/bundle.js';
@@ -34,11 +34,14 @@ export const routes: Route[] = [
   { method: 'GET', pattern: ['metadata'], interaction: 'capabilities', handler: metadata },
   { method: 'POST', pattern: [], interaction: 'transaction', alsoDeclares: ['batch'], handler: bundle },
   { method: 'GET', pattern: ['_history'], interaction: 'history-system', handler: history },
+  { method: 'GET', pattern: [], interaction: 'search-system', handler: search },
+  { method: 'POST', pattern: ['_search'], interaction: 'search-system', handler: search },
   { method: 'GET', pattern: [':type'], interaction: 'search-type', handler: search },
   { method: 'POST', pattern: [':type'], interaction: 'create', handler: create },
   { method: 'PUT', pattern: [':type'], interaction: 'update', conditional: true, handler: conditionalUpdate },
   { method: 'DELETE', pattern: [':type'], interaction: 'delete', conditional: true, handler: conditionalDelete },
   { method: 'GET', pattern: [':type', '_history'], interaction: 'history-type', handler: history },
+  { method: 'POST', pattern: [':type', '_search'], interaction: 'search-type', handler: search },
   { method: 'POST', pattern: [':type', '$validate'], interaction: 'operation', operation: 'validate', handler: validate },
   { method: 'GET', pattern: [':type', ':id'], interaction: 'read', handler: read },
   { method: 'PUT', pattern: [':type', ':id'], interaction: 'update', handler: update },
@@ -46,6 +49,7 @@ export const routes: Route[] = [
   { method: 'DELETE', pattern: [':type', ':id'], interaction: 'delete', handler: remove },
   { method: 'POST', pattern: [':type', ':id', '$validate'], interaction: 'operation', operation: 'validate', handler: validate },
   { method: 'GET', pattern: [':type', ':id', '_history'], interaction: 'history-instance', handler: history },
+  { method: 'GET', pattern: [':type', ':id', ':compartmentType'], interaction: 'search-type', types: ['Patient'], handler: search },
   { method: 'GET', pattern: [':type', '$everything'], interaction: 'operation', operation: 'everything', types: ['Patient'], handler: patientEverything },
   { method: 'GET', pattern: [':type', ':id', '$everything'], interaction: 'operation', operation: 'everything', types: ['Patient'], handler: patientEverything },
   { method: 'GET', pattern: [':type', ':id', '_history', ':vid'], interaction: 'vread', handler: vread },

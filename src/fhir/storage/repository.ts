@@ -1,5 +1,6 @@
 import type { Resource } from '@medplum/fhirtypes';
 import type { Operation } from 'fast-json-patch';
+import type { SearchRequest, SearchResult } from '../search/engine.js';
 import type { HistoryPage, HistoryQuery, ResourceVersion, WriteOptions, WriteResult } from './types.js';
 
 /**
@@ -30,6 +31,8 @@ export interface FhirRepository {
   transaction<T>(fn: (tx: FhirRepository) => Promise<T>): Promise<T>;
   /** Resource types that have ever been stored (lets type-spanning operations skip empty types). */
   storedTypes(): Promise<string[]>;
-  /** Current (not deleted) resources matching search criteria, at most `limit`. */
+  /** FHIR search (type, system or compartment level); see search/engine.ts. */
+  search(req: SearchRequest): Promise<SearchResult>;
+  /** Current (not deleted) resources matching search criteria, at most `limit` (0: only check the criteria). */
   findByCriteria(resourceType: string, criteria: string, limit: number): Promise<ResourceVersion[]>;
 }

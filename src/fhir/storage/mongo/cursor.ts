@@ -49,6 +49,26 @@ export class CursorCodec {
     }
   }
 
+  /** Signs any JSON value (search paging cursors); `open` returns it only if the signature holds. */
+  seal(data: unknown): string {
+    const payload = Buffer.from(JSON.stringify(data)).toString('base64url');
+    return `${payload}.${this.sign(payload)}`;
+  }
+
+  open(s: string): unknown {
+    const bad = () => errors.badRequest('The paging link is malformed or was altered; start again from the first page');
+    const [payload, signature, extra] = s.split('.');
+    if (!payload || !signature || extra !== undefined) throw bad();
+    const expected = Buffer.from(this.sign(payload));
+    const given = Buffer.from(signature);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw bad();
+    try {
+      return JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as unknown;
+    } catch {
+      throw bad();
+    }
+  }
+
   private sign(payload: string): string {
     return createHmac('sha256', this.secret).update(payload).digest('base64url').slice(0, 22);
   }

@@ -17,11 +17,11 @@ export interface HistoryDoc {
   m: ResourceVersion['method'];
 }
 
-/** Current version of every resource, one document per `Type/id` (tombstones included). */
-export interface CurrentDoc extends HistoryDoc {
-  /** Normalized search index (see search/index-entry.ts): multikey arrays of prefixed scalar keys. */
-  ix: SearchIndex;
-}
+/**
+ * Current version of every resource, one document per `Type/id` (tombstones included), with its normalized
+ * search index as top-level arrays of prefixed scalar keys (see search/index-entry.ts for why top-level).
+ */
+export interface CurrentDoc extends HistoryDoc, Partial<SearchIndex> {}
 
 /** Short-lived locks that serialize conditional creates on the same criteria. */
 export interface LockDoc {
@@ -51,8 +51,22 @@ export class Collections {
      * references) and is never used for array queries anyway, so there the search arrays get no index.
      */
     private readonly multikeyIndexes: boolean,
+    /** Engine-specific indexes created after the collections exist (FerretDB: GIN indexes in PostgreSQL). */
+    private readonly afterReady?: (c: Collections, type: string) => Promise<void>,
   ) {
     this.locks = db.collection<LockDoc>('resource_locks');
+  }
+
+  get database(): Db {
+    return this.db;
+  }
+
+  currentName(type: string): string {
+    return `${CURRENT_PREFIX}${type}`;
+  }
+
+  historyName(type: string): string {
+    return `${CURRENT_PREFIX}${type}${HISTORY_SUFFIX}`;
   }
 
   current(type: string): Collection<CurrentDoc> {
@@ -67,7 +81,7 @@ export class Collections {
   ready(type: string): Promise<void> {
     let p = this.ensured.get(type);
     if (!p) {
-      p = ensureTypeIndexes(this, type, this.multikeyIndexes);
+      p = ensureTypeIndexes(this, type, this.multikeyIndexes).then(() => this.afterReady?.(this, type));
       p.catch(() => this.ensured.delete(type));
       this.ensured.set(type, p);
     }
@@ -94,7 +108,16 @@ export class Collections {
 async function ensureTypeIndexes(c: Collections, type: string, multikey: boolean): Promise<void> {
   await Promise.all([
     c.current(type).createIndex({ lu: -1, _id: -1 }, { name: 'lastUpdated' }),
-    ...(multikey ? [c.current(type).createIndex({ 'ix.tk': 1 }, { name: 'search_tokens' })] : []),
+    // MongoDB: one multikey index per search array serves every parameter stored in it (see index-entry.ts).
+    ...(multikey
+      ? [
+          c.current(type).createIndex({ tk: 1 }, { name: 'search_tokens' }),
+          c.current(type).createIndex({ st: 1 }, { name: 'search_strings' }),
+          c.current(type).createIndex({ dt: 1 }, { name: 'search_date_starts' }),
+          c.current(type).createIndex({ dh: 1 }, { name: 'search_date_ends' }),
+          c.current(type).createIndex({ nm: 1 }, { name: 'search_numbers' }),
+        ]
+      : []),
     c.history(type).createIndex({ id: 1, v: -1 }, { name: 'instance_versions' }),
     c.history(type).createIndex({ lu: -1, _id: -1 }, { name: 'type_history' }),
   ]);

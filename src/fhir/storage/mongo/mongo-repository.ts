@@ -3,8 +3,8 @@ import type { ClientSession, MongoClient } from 'mongodb';
 import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import { errors } from '../../outcomes.js';
-import type { Indexer } from '../../search/index-entry.js';
-import type { CurrentFilter } from '../../search/criteria.js';
+import { WITHOUT_INDEX, type Indexer, type SearchIndex } from '../../search/index-entry.js';
+import type { SearchEngine, SearchRequest, SearchResult } from '../../search/engine.js';
 import type { FhirRepository } from '../repository.js';
 import { FHIR_ID, type HistoryPage, type HistoryQuery, type ResourceVersion, type WriteOptions, type WriteResult } from '../types.js';
 import { type Collections, type CurrentDoc, toVersion } from './documents.js';
@@ -21,8 +21,10 @@ export interface MongoRepositoryDeps {
   /** Returns every validation issue of a resource (errors reject the write). */
   validate: (resource: Resource) => OperationOutcomeIssue[];
   indexer: Indexer;
-  /** Translates conditional criteria into a filter over current documents. */
-  criteriaFilter: (resourceType: string, criteria: string) => CurrentFilter;
+  /** FHIR search over the stored index (conditional writes use it too). */
+  search: SearchEngine;
+  /** Called after a SearchParameter resource is written or deleted (custom parameters take effect at once). */
+  onSearchParameterChange?: (version: ResourceVersion) => Promise<void>;
   isResourceType: (type: string) => boolean;
   /** Signs and checks paging cursors. */
   cursors: CursorCodec;
@@ -95,7 +97,7 @@ export class MongoRepository implements FhirRepository {
     if (opts.ifNoneExist !== undefined) {
       const criteria = opts.ifNoneExist;
       const lockName = `${type}?${normalizeCriteria(criteria)}`;
-      this.deps.criteriaFilter(type, criteria); // reject bad criteria before taking the lock
+      await this.findByCriteria(type, criteria, 0); // reject bad criteria before taking the lock
       return this.locked(lockName, async () => {
         const matches = await this.findByCriteria(type, criteria, 2);
         if (matches.length > 1) throw errors.preconditionFailed(`If-None-Exist criteria '${criteria}' matched ${matches.length} or more ${type} resources`);
@@ -117,7 +119,7 @@ export class MongoRepository implements FhirRepository {
     this.checkType(resourceType);
     if (!FHIR_ID.test(id)) throw errors.notFound(`${resourceType}/${id} is not a valid resource id`);
     await this.uow?.flush();
-    const doc = await this.deps.collections.current(resourceType).findOne({ _id: `${resourceType}/${id}` }, { projection: { ix: 0 }, ...this.s });
+    const doc = await this.deps.collections.current(resourceType).findOne({ _id: `${resourceType}/${id}` }, { projection: WITHOUT_INDEX, ...this.s });
     if (!doc) throw errors.notFound(`${resourceType}/${id} not found`);
     if (doc.del) throw errors.gone(`${resourceType}/${id} was deleted`);
     return toVersion(doc);
@@ -149,7 +151,7 @@ export class MongoRepository implements FhirRepository {
     this.checkType(resourceType);
     if (resource?.resourceType !== resourceType) throw errors.badRequest(`Body resourceType '${resource?.resourceType}' does not match URL type '${resourceType}'`);
     const lockName = `${resourceType}?${normalizeCriteria(criteria)}`;
-    this.deps.criteriaFilter(resourceType, criteria);
+    await this.findByCriteria(resourceType, criteria, 0); // reject bad criteria before taking the lock
     return this.locked(lockName, async () => {
       const matches = await this.findByCriteria(resourceType, criteria, 2);
       if (matches.length > 1) throw errors.preconditionFailed(`Conditional update criteria '${criteria}' matched more than one ${resourceType}`);
@@ -213,10 +215,16 @@ export class MongoRepository implements FhirRepository {
 
   async findByCriteria(resourceType: string, criteria: string, limit: number): Promise<ResourceVersion[]> {
     this.checkType(resourceType);
-    const filter = this.deps.criteriaFilter(resourceType, criteria);
     await this.uow?.flush();
-    const docs = await this.deps.collections.current(resourceType).find(filter, { projection: { ix: 0 }, ...this.s }).sort({ lu: -1, _id: -1 }).limit(limit).toArray();
+    const params = [...new URLSearchParams(criteria.startsWith('?') ? criteria.slice(1) : criteria)];
+    const docs = await this.deps.search.findDocs(resourceType, params, limit, this.uow?.session);
     return docs.map(toVersion);
+  }
+
+  async search(req: SearchRequest): Promise<SearchResult> {
+    for (const t of req.types) this.checkType(t);
+    await this.uow?.flush();
+    return this.deps.search.search(req, this.uow?.session);
   }
 
   async history(q: HistoryQuery): Promise<HistoryPage> {
@@ -333,7 +341,7 @@ export class MongoRepository implements FhirRepository {
     const lu = new Date(current && current.lu.getTime() >= now ? current.lu.getTime() + 1 : now);
     const deleted = method === 'DELETE';
     let json: string | null = null;
-    let ix: CurrentDoc['ix'] = { tk: [] };
+    let ix: SearchIndex | undefined;
     if (!deleted) {
       const { resourceType: _t, id: _i, meta, ...rest } = resource as Resource & { meta?: Record<string, unknown> };
       const { versionId: _v, lastUpdated: _l, ...otherMeta } = meta ?? {};
@@ -347,7 +355,7 @@ export class MongoRepository implements FhirRepository {
       json = JSON.stringify(stored);
       ix = this.deps.indexer(stored as Record<string, unknown>);
     }
-    const doc: CurrentDoc = { _id: `${type}/${id}`, t: type, id, v, lu, del: deleted, json, m: method, ix };
+    const doc: CurrentDoc = { _id: `${type}/${id}`, t: type, id, v, lu, del: deleted, json, m: method, ...ix };
     await this.deps.collections.ready(type);
     if (this.uow && !current) {
       // New resources in a unit of work are written in bulk (see UnitOfWork.flush).
@@ -358,7 +366,9 @@ export class MongoRepository implements FhirRepository {
     } else {
       await maybeInTransaction(this.deps.client, this.supportsTransactions, (session?: ClientSession) => writeVersion(this.deps.collections, doc, session));
     }
-    return toVersion(doc);
+    const version = toVersion(doc);
+    if (type === 'SearchParameter') await this.deps.onSearchParameterChange?.(version);
+    return version;
   }
 
   private checkType(type: unknown): asserts type is string {

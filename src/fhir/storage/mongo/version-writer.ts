@@ -1,6 +1,7 @@
 import { MongoServerError, type ClientSession } from 'mongodb';
 import type { Collections, CurrentDoc, HistoryDoc } from './documents.js';
 import { errors } from '../../outcomes.js';
+import type { SearchIndex } from '../../search/index-entry.js';
 
 const DUPLICATE_KEY = 11000;
 
@@ -70,7 +71,7 @@ export async function rollForward(
   c: Collections,
   key: string,
   currentVersion: number,
-  reindex: (json: string) => CurrentDoc['ix'],
+  reindex: (json: string) => SearchIndex,
   session?: ClientSession,
 ): Promise<boolean> {
   const [t, id] = key.split('/') as [string, string];
@@ -78,7 +79,7 @@ export async function rollForward(
   if (!newest || newest.v <= currentVersion) return false;
   await replaceIfNewer(
     c,
-    { _id: key, t, id, v: newest.v, lu: newest.lu, del: newest.del, json: newest.json, m: newest.m, ix: newest.json ? reindex(newest.json) : { tk: [] } },
+    { _id: key, t, id, v: newest.v, lu: newest.lu, del: newest.del, json: newest.json, m: newest.m, ...(newest.json ? reindex(newest.json) : {}) },
     session,
   );
   return true;

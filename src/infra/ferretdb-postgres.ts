@@ -1,0 +1,51 @@
+import pg from 'pg';
+import type { Logger } from './logger.js';
+
+/**
+ * Index lookups for FerretDB 1.x on PostgreSQL. FerretDB pushes an equality on a top-level field down as
+ * `_jsonb->'field' @> '"value"'`, but the btree indexes it creates itself cannot answer `@>`, so every
+ * search reads the whole table. A GIN index on the same expression can: measured on 50,000 documents, an
+ * equality on a search array went from 54 ms (sequential scan) to 3 ms (bitmap index scan), and `_id`
+ * reads likewise. This module creates those indexes in FerretDB's own tables, found through its metadata
+ * table. It only adds indexes: FerretDB keeps working (slower) without them.
+ */
+export class FerretPostgresIndexes {
+  private readonly pool: pg.Pool;
+
+  constructor(
+    url: string,
+    /** The MongoDB database name, which FerretDB uses as the PostgreSQL schema. */
+    private readonly schema: string,
+    private readonly logger: Logger,
+  ) {
+    this.pool = new pg.Pool({ connectionString: url, max: 2 });
+  }
+
+  /** Creates GIN indexes on `fields` of the table backing `collection` (idempotent). */
+  async ensure(collection: string, fields: string[]): Promise<void> {
+    const meta = await this.pool.query<{ table: string }>(
+      `SELECT _jsonb->>'table' AS table FROM ${ident(this.schema)}._ferretdb_database_metadata WHERE _jsonb->>'_id' = $1`,
+      [collection],
+    );
+    const table = meta.rows[0]?.table;
+    if (!table) throw new Error(`FerretDB has no table for collection ${collection} in schema ${this.schema}`);
+    for (const field of fields) {
+      const name = `${table}_mvy_${field.replace(/\W/g, '')}`.slice(0, 63);
+      await this.pool.query(
+        `CREATE INDEX IF NOT EXISTS ${ident(name)} ON ${ident(this.schema)}.${ident(table)} USING gin ((_jsonb->${literal(field)}) jsonb_path_ops)`,
+      );
+    }
+    this.logger.debug({ collection, table, fields }, 'FerretDB: GIN indexes ensured');
+  }
+
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}
+
+function ident(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+function literal(value: string): string {
+  return `'${value.replace(/'/g, "''")}'`;
+}
