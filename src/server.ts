@@ -48,6 +48,8 @@ export interface RunningServer {
   mongo: MongoHandle;
   kv: KeyValueStore;
   repo: FhirRepository;
+  search: SearchEngine;
+  customParameters: CustomSearchParameters;
   close(): Promise<void>;
 }
 
@@ -95,7 +97,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     });
     let repoRef: FhirRepository | undefined;
     custom = new CustomSearchParameters(mongo.db, cols, registry, indexer, () => repoRef!, logger, {
-      pollMs: config.reindexPollMs, leaseMs: 30_000, batchSize: 200, runJobs: config.reindexWorker,
+      pollMs: config.reindexPollMs, leaseMs: 30_000, batchSize: config.reindexBatchSize, runJobs: config.reindexWorker,
     });
     engine.pendingReindex = (types) => custom!.pendingFor(types);
     const repo = new MongoRepository({
@@ -167,7 +169,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
 
     const store = kv;
     return {
-      server, url, mongo, kv: store, repo,
+      server, url, mongo, kv: store, repo, search: engine, customParameters: custom!,
       async close() {
         await drain(server, config.shutdownTimeoutMs);
         await custom?.stop();

@@ -34,6 +34,12 @@ describe('loadConfig', () => {
       maxBundleEntries: 10000,
       shutdownTimeoutMs: 10000,
       idempotencyTtlMs: 86400 * 1000,
+      searchCursorTtlMs: 3600 * 1000,
+      searchMaxIncludes: 1000,
+      ferretdbPostgresUrl: undefined,
+      reindexWorker: true,
+      reindexPollMs: 5000,
+      reindexBatchSize: 200,
     });
   });
 

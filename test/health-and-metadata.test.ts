@@ -258,6 +258,14 @@ describe(`every declared interaction is served (sample seed ${SEED})`, () => {
     }));
 
     const systemProbes: Record<string, () => Promise<void>> = {
+      'search-system': async () => {
+        const made = (await http('POST', `${srv.base}/Patient`, { body: patient() })).body;
+        for (const res of [await http('GET', `${srv.base}?_type=Patient&_id=${made.id}`), await http('POST', `${srv.base}/_search`, { raw: `_type=Patient&_id=${made.id}`, headers: { 'content-type': 'application/x-www-form-urlencoded' } })]) {
+          ok(res, 200, 'search-system');
+          expect(res.body.type).toBe('searchset');
+          expect(res.body.entry.map((e: { resource: { id: string } }) => e.resource.id)).toEqual([made.id]);
+        }
+      },
       'history-system': async () => {
         const res = await http('GET', `${srv.base}/_history`);
         ok(res, 200, 'history-system');

@@ -119,9 +119,11 @@ start() {
     psql "${pg[@]}" -q -v ON_ERROR_STOP=1 -c "DROP DATABASE IF EXISTS \"$pg_db\" WITH (FORCE)" >&2
     psql "${pg[@]}" -q -v ON_ERROR_STOP=1 -c "CREATE DATABASE \"$pg_db\"" >&2
     backend=(--handler=postgresql "--postgresql-url=postgres://postgres@127.0.0.1:5432/$pg_db")
+    # The server adds GIN indexes to FerretDB's tables through it (FERRETDB_POSTGRES_URL).
+    echo "postgres://postgres@127.0.0.1:5432/$pg_db" >"$run_dir/ferretdb.pg-url"
     log "backend: PostgreSQL database $pg_db"
   else
-    rm -rf "$run_dir/ferretdb-sqlite"
+    rm -rf "$run_dir/ferretdb-sqlite" "$run_dir/ferretdb.pg-url"
     mkdir -p "$run_dir/ferretdb-sqlite"
     backend=(--handler=sqlite "--sqlite-url=file:$run_dir/ferretdb-sqlite/")
     log "PostgreSQL is not reachable; backend: SQLite in $run_dir/ferretdb-sqlite"
@@ -173,10 +175,15 @@ stop() {
   fi
 }
 
+# Prints the PostgreSQL URL of the running FerretDB's backend (nothing on SQLite).
+pg-url() {
+  cat "$run_dir/ferretdb.pg-url" 2>/dev/null || true
+}
+
 case "${1:-}" in
-  install | start | stop) "$1" ;;
+  install | start | stop | pg-url) "$1" ;;
   *)
-    echo "usage: $0 install|start|stop" >&2
+    echo "usage: $0 install|start|stop|pg-url" >&2
     exit 2
     ;;
 esac

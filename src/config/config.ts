@@ -37,6 +37,8 @@ export interface Config {
   reindexWorker: boolean;
   /** How often a process looks for SearchParameters and reindex jobs other processes wrote. */
   reindexPollMs: number;
+  /** Resources re-indexed per checkpoint. */
+  reindexBatchSize: number;
 }
 
 export class ConfigError extends Error {
@@ -135,6 +137,7 @@ export function loadConfig(env: Env = process.env): Config {
   const searchMaxIncludes = int('SEARCH_MAX_INCLUDES', 1000, 1, 100000);
   const reindexWorker = oneOf('REINDEX_WORKER', ['true', 'false'] as const, 'true') === 'true';
   const reindexPollMs = int('REINDEX_POLL_MS', 5000, 100, 600000);
+  const reindexBatchSize = int('REINDEX_BATCH_SIZE', 200, 1, 10000);
   let ferretdbPostgresUrl: string | undefined;
   if (env.FERRETDB_POSTGRES_URL) {
     if (!/^postgres(ql)?:\/\//.test(env.FERRETDB_POSTGRES_URL)) problems.push('FERRETDB_POSTGRES_URL must be a postgres:// URL');
@@ -145,6 +148,6 @@ export function loadConfig(env: Env = process.env): Config {
   return {
     nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, redisUrl, logLevel, maxBodySize, corsOrigins,
     searchDefaultCount, searchMaxCount, maxBundleEntries, shutdownTimeoutMs, idempotencyTtlMs,
-    searchCursorTtlMs, searchMaxIncludes, ferretdbPostgresUrl, reindexWorker, reindexPollMs,
+    searchCursorTtlMs, searchMaxIncludes, ferretdbPostgresUrl, reindexWorker, reindexPollMs, reindexBatchSize,
   };
 }

@@ -93,23 +93,33 @@ export class CustomSearchParameters {
     }
     const types = this.registry.register(sp);
     if (!types.length) return;
+    const job = await this.enqueue(types, `search parameter '${sp.code}'`, key, this.opts.pollMs + 500);
+    this.logger.info({ parameter: key, code: sp.code, types: types.length, task: job.task }, 'search parameter registered; reindex queued');
+  };
+
+  /**
+   * Queues a back-fill of `types` with a Task reporting it. `delayMs` gives every process time to learn a
+   * new parameter before old documents are re-indexed (a write meanwhile indexes with it anyway).
+   */
+  async enqueue(types: string[], reason: string, parameter?: string, delayMs = 0): Promise<ReindexJob> {
     const task: Task = {
       resourceType: 'Task',
       status: 'requested',
       intent: 'order',
-      code: { coding: [{ system: 'http://medivoy.example/task', code: 'reindex', display: 'Re-index resources for a search parameter' }] },
-      focus: { reference: key },
-      description: `Back-fill the search index of ${types.join(', ')} for search parameter '${sp.code}'`,
+      code: { coding: [{ system: 'http://medivoy.example/task', code: 'reindex', display: 'Re-index resources for search' }] },
+      ...(parameter ? { focus: { reference: parameter } } : {}),
+      description: `Back-fill the search index of ${types.length > 5 ? `${types.length} resource types` : types.join(', ')} for ${reason}`,
       authoredOn: new Date().toISOString(),
       input: types.map((t) => ({ type: { text: 'resourceType' }, valueCode: t })),
     };
     const created = await this.repo().create(task);
-    await this.jobs.insertOne({
-      _id: randomUUID(), parameter: key, task: `Task/${created.version.id}`, types, typeIndex: 0, lastId: null, processed: 0, total: 0,
-      status: 'queued', notBefore: new Date(Date.now() + this.opts.pollMs + 500), leaseOwner: null, leaseUntil: new Date(0),
-    });
-    this.logger.info({ parameter: key, code: sp.code, types: types.length, task: `Task/${created.version.id}` }, 'search parameter registered; reindex queued');
-  };
+    const job: ReindexJob = {
+      _id: randomUUID(), parameter: parameter ?? '', task: `Task/${created.version.id}`, types, typeIndex: 0, lastId: null, processed: 0, total: 0,
+      status: 'queued', notBefore: new Date(Date.now() + delayMs), leaseOwner: null, leaseUntil: new Date(0),
+    };
+    await this.jobs.insertOne(job);
+    return job;
+  }
 
   /** Picks up SearchParameters other processes wrote since the last look. */
   async refresh(): Promise<void> {

@@ -102,6 +102,11 @@ export class SearchEngine {
   async search(req: SearchRequest, session?: ClientSession): Promise<SearchResult> {
     const issues: OperationOutcomeIssue[] = [];
     // R4 writes iteration as a modifier on the name (`_include:iterate=…`, R3: `:recurse`); carry it in the value.
+    for (const [k] of req.params) {
+      // R4 names: letters, digits, `-`, `_`; `:` before modifiers and in _has, `.` in chains. Anything else
+      // (`name[$gt]`, `$where`) is a malformed request, never an unknown parameter to ignore.
+      if (!/^[A-Za-z_][A-Za-z0-9_\-.:]*$/.test(k)) throw errors.badRequest(`'${k}' is not a valid search parameter name`);
+    }
     req = {
       ...req,
       params: req.params.map(([k, v]) => {

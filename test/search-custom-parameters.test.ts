@@ -1,0 +1,90 @@
+/**
+ * Custom SearchParameters online: effective for new writes at once, back-filled by a background job that
+ * reports through a Task and survives a restart (the job is durable; any process resumes it).
+ */
+import { afterAll, describe, expect, it } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
+import { http, startTestServer, type TestServer } from './support/server.js';
+
+const RATING = 'http://medivoy.example/fhir/StructureDefinition/practitioner-rating';
+const dbName = `t_${randomBytes(6).toString('hex')}`;
+const servers: TestServer[] = [];
+afterAll(async () => {
+  for (const s of servers.reverse()) await s.close().catch(() => undefined);
+});
+
+const practitioner = (id: string, rating: number) => ({ resourceType: 'Practitioner', id, name: [{ family: `Doc${id}` }], extension: [{ url: RATING, valueDecimal: rating }] });
+const ids = (b: any) => (b.entry ?? []).filter((e: any) => e.search.mode === 'match').map((e: any) => e.resource.id).sort();
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 30_000): Promise<T> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await fn();
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+}
+
+describe('custom SearchParameter', () => {
+  it('takes effect for new writes at once and is back-filled by a resumable job reported as a Task', async () => {
+    // Server A does not run jobs: it stands for a process that stops before the back-fill ran.
+    const a = await startTestServer({ REINDEX_WORKER: 'false', REINDEX_POLL_MS: '200' }, { dbName, keepDb: true });
+    servers.push(a);
+    const old = Array.from({ length: 12 }, (_, i) => practitioner(`old${String(i).padStart(2, '0')}`, i % 2 ? 4.5 : 3));
+    const put = await http('POST', a.base, { body: { resourceType: 'Bundle', type: 'transaction', entry: old.map((r) => ({ resource: r, request: { method: 'PUT', url: `Practitioner/${r.id}` } })) } });
+    expect(put.status).toBe(200);
+    // Before the parameter exists, strict handling refuses it.
+    expect((await http('GET', `${a.base}/Practitioner?rating=ge4`, { headers: { Prefer: 'handling=strict' } })).status).toBe(400);
+
+    const sp = await http('POST', `${a.base}/SearchParameter`, {
+      body: {
+        resourceType: 'SearchParameter', url: 'http://medivoy.example/fhir/SearchParameter/practitioner-rating', name: 'rating', status: 'active',
+        description: 'Average review rating of a practitioner', code: 'rating', base: ['Practitioner'], type: 'number',
+        expression: `Practitioner.extension.where(url='${RATING}').value`,
+      },
+    });
+    expect(sp.status).toBe(201);
+
+    // New writes are indexed with it immediately.
+    expect((await http('PUT', `${a.base}/Practitioner/new1`, { body: practitioner('new1', 5) })).status).toBe(201);
+    let res = await http('GET', `${a.base}/Practitioner?rating=ge4`, { headers: { Prefer: 'handling=strict' } });
+    expect(res.status).toBe(200);
+    expect(ids(res.body)).toEqual(['new1']);
+    // …and the answer says that older resources are still being back-filled.
+    const outcome = res.body.entry.find((e: any) => e.search.mode === 'outcome')?.resource;
+    expect(JSON.stringify(outcome)).toMatch(/back-filled.*Task\//);
+
+    const task = (await http('GET', `${a.base}/Task?focus=SearchParameter/${sp.body.id}`)).body.entry[0].resource;
+    expect(task.status).toBe('requested');
+    await a.close();
+    servers.pop();
+
+    // Server B (a restart) picks the durable job up and finishes it.
+    const b = await startTestServer({ REINDEX_POLL_MS: '200', REINDEX_BATCH_SIZE: '5' }, { dbName });
+    servers.push(b);
+    const done = await waitFor('the reindex Task to complete', async () => {
+      const t = (await http('GET', `${b.base}/Task/${task.id}`)).body;
+      return t.status === 'completed' ? t : undefined;
+    });
+    const processed = done.output.find((o: any) => o.type.text === 'processed').valueInteger;
+    expect(processed).toBe(13);
+    // Its history shows progress (requested → in-progress … → completed).
+    const history = (await http('GET', `${b.base}/Task/${task.id}/_history`)).body.entry.map((e: any) => e.resource.status);
+    expect(history).toContain('in-progress');
+
+    res = await http('GET', `${b.base}/Practitioner?rating=ge4`);
+    expect(ids(res.body)).toEqual(['new1', 'old01', 'old03', 'old05', 'old07', 'old09', 'old11']);
+    expect(res.body.entry.some((e: any) => e.search.mode === 'outcome')).toBe(false);
+    res = await http('GET', `${b.base}/Practitioner?rating=3&_sort=-rating`);
+    expect(ids(res.body)).toEqual(['old00', 'old02', 'old04', 'old06', 'old08', 'old10']);
+    // The parameter is searchable everywhere search is: sorting and :missing.
+    res = await http('GET', `${b.base}/Practitioner?_sort=-rating&_count=1`);
+    expect(ids(res.body)).toEqual(['new1']);
+
+    // Retiring the parameter removes it again.
+    const retired = { ...sp.body, status: 'retired' };
+    expect((await http('PUT', `${b.base}/SearchParameter/${sp.body.id}`, { body: retired })).status).toBe(200);
+    expect((await http('GET', `${b.base}/Practitioner?rating=ge4`, { headers: { Prefer: 'handling=strict' } })).status).toBe(400);
+  }, 90_000);
+});
