@@ -15,6 +15,8 @@ import { MongoClient, type Db } from 'mongodb';
 import { percentiles, runConcurrent } from './lib/stats.js';
 import { progressBar } from './lib/progress.js';
 import { startServerProcess } from './lib/server-process.js';
+import { SEP, tokenQueryKey } from '../src/fhir/search/index-entry.js';
+import { dateRange, fold, instantKey } from '../src/fhir/search/values.js';
 
 const { values } = parseArgs({
   options: {
@@ -273,15 +275,32 @@ interface Query<P> {
   /** The search, relative to the FHIR base. */
   url: (p: P) => string;
   /**
-   * EXTENSION POINT, deliberately left unimplemented: the same search done directly with the MongoDB driver
-   * on the server's database, to quote the HTTP/driver ratio as scripts/bench.ts does. The search engine's
-   * storage format is being rewritten, so whoever owns it fills these in. When present it is run with the
-   * same parameters and concurrency, timed the same way, and printed as a "driver" row; it should throw if
-   * the search could not be answered.
+   * The same search done directly with the MongoDB driver on the server's database: the hand-written
+   * queries over the stored index fields that give the same first page (JSON parsed) and the same total,
+   * as scripts/bench.ts does for reads. Run with the same parameters and concurrency, timed the same way,
+   * and printed as a "driver" row with the HTTP/driver ratio.
    */
   driver?: (db: Db, p: P) => Promise<unknown>;
 }
 type AnyQuery = Query<any>;
+
+/** First page of 20 (JSON parsed) and the total, as the server answers by default. */
+async function pageAndTotal(db: Db, type: string, filter: Record<string, unknown>, sort: Record<string, 1 | -1>) {
+  const col = db.collection<any>(`fhir_${type}`);
+  const f = { ...filter, del: false };
+  const [docs, ids] = await Promise.all([col.find(f).sort(sort).limit(20).toArray(), col.find(f, { projection: { _id: 1 } }).toArray()]);
+  for (const d of docs) JSON.parse(d.json);
+  return { docs, total: ids.length };
+}
+
+/** `date=geA&date=ltB` over the stored [start, end) ranges (the server checks the same elements exactly). */
+function dateBetween(code: string, ge: string, lt: string): Record<string, unknown>[] {
+  const p = `${code}${SEP}`;
+  return [
+    { dh: { $elemMatch: { $gte: `${p}${instantKey(dateRange(ge)!.lo)}\u0002`, $lt: `${p}\uffff` } } },
+    { dt: { $elemMatch: { $gte: p, $lt: `${p}${instantKey(dateRange(lt)!.lo)}` } } },
+  ];
+}
 const q = <P>(query: Query<P>): AnyQuery => query;
 const enc = encodeURIComponent;
 const anyPatient = (r: Rng, pop: Population) => r.int(0, pop.patients - 1);
@@ -293,31 +312,45 @@ const QUERIES: AnyQuery[] = [
     name: 'patient-by-name',
     params: (r, pop) => ({ prefix: prefixOf(demographics(anyPatient(r, pop)).family) }),
     url: (p) => `Patient?name=${enc(p.prefix)}`,
-    // driver: async (db, p) => ...,
+    driver: (db, p) => pageAndTotal(db, 'Patient', { st: `name${SEP}${fold(p.prefix)}` }, { _id: 1 }),
   }),
   q({
     name: 'patient-by-identifier',
     params: (r, pop) => ({ mrn: `MRN-${anyPatient(r, pop)}` }),
     url: (p) => `Patient?identifier=${enc(`${MRN}|${p.mrn}`)}`,
-    // driver: async (db, p) => ...,
+    driver: (db, p) => pageAndTotal(db, 'Patient', { tk: tokenQueryKey('identifier', `${MRN}|${p.mrn}`) }, { _id: 1 }),
   }),
   q({
     name: 'obs-for-patient',
     params: (r, pop) => ({ patient: `Patient/${pop.patientIds[anyPatient(r, pop)]}`, code: V.hr.code, ge: '2021-01-01', lt: '2023-01-01' }),
     url: (p) => `Observation?patient=${enc(p.patient)}&code=${enc(`${LOINC}|${p.code}`)}&date=ge${p.ge}&date=lt${p.lt}&_sort=-date`,
-    // driver: async (db, p) => ...,
+    driver: (db, p) =>
+      pageAndTotal(db, 'Observation', { tk: `patient${SEP}${p.patient}`, $and: [{ tk: tokenQueryKey('code', `${LOINC}|${p.code}`) }, ...dateBetween('date', p.ge, p.lt)] }, { 'sd.date': -1, _id: 1 }),
   }),
   q({
     name: 'appointments-week-include',
     params: (r) => ({ practitioner: `Practitioner/${practitionerId(r.int(0, PRACTITIONERS - 1))}`, ge: '2024-03-04', lt: '2024-03-11' }),
     url: (p) => `Appointment?practitioner=${enc(p.practitioner)}&date=ge${p.ge}&date=lt${p.lt}&_include=Appointment:patient`,
-    // driver: async (db, p) => ...,
+    driver: async (db, p) => {
+      const page = await pageAndTotal(db, 'Appointment', { tk: `practitioner${SEP}${p.practitioner}`, $and: dateBetween('date', p.ge, p.lt) }, { _id: 1 });
+      const patients = new Set(page.docs.flatMap((d: any) => (d.tk as string[]).filter((k) => k.startsWith(`patient${SEP}Patient/`)).map((k) => k.slice(8))));
+      const col = db.collection<any>('fhir_Patient');
+      return Promise.all([...patients].map((key) => col.findOne({ _id: key, del: false }).then((d) => d && JSON.parse(d.json))));
+    },
   }),
   q({
     name: 'has-reverse-chain',
     params: (r, pop) => ({ code: V.glucose.code, family: demographics(anyPatient(r, pop)).family }),
     url: (p) => `Patient?_has:Observation:patient:code=${enc(`${LOINC}|${p.code}`)}&name=${enc(p.family)}`,
-    // driver: async (db, p) => ...,
+    driver: async (db, p) => {
+      // The patients of that name, then which of them have such an Observation (one lookup each).
+      const named = await db.collection<any>('fhir_Patient').find({ st: `name${SEP}${fold(p.family).slice(0, 24)}`, del: false }, { projection: { _id: 1 } }).toArray();
+      const obs = db.collection<any>('fhir_Observation');
+      const code = tokenQueryKey('code', `${LOINC}|${p.code}`);
+      const hits = await Promise.all(named.map((n) => obs.findOne({ tk: `patient${SEP}${n._id}`, $and: [{ tk: code }] }, { projection: { _id: 1 } }).then((o) => (o ? n._id : undefined))));
+      const keys = hits.filter(Boolean).sort().slice(0, 20);
+      return Promise.all(keys.map((k) => db.collection<any>('fhir_Patient').findOne({ _id: k }).then((d) => JSON.parse(d.json))));
+    },
   }),
 ];
 

@@ -94,6 +94,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       maxExactCount: 10000,
       cursorTtlMs: config.searchCursorTtlMs,
       splitOr: mongo.isFerretDB,
+      defaultTotal: mongo.isFerretDB ? 'none' : 'accurate',
     });
     let repoRef: FhirRepository | undefined;
     custom = new CustomSearchParameters(mongo.db, cols, registry, indexer, () => repoRef!, logger, {

@@ -104,6 +104,8 @@ const VECTORS: [string, string[]][] = [
   ['Patient?active=true', ['p1']],
   ['Patient?active=false', ['p4']],
   ['Patient?telecom=anna@example.org', ['p1']],
+  ['Patient?identifier:not=http://example.org/ssn|', ['p2', 'p3', 'p4']],
+  ['Patient?identifier=http://example.org/ssn|,A3', ['p1', 'p3']],
   // :missing on several types
   ['Patient?address:missing=true', ['p3', 'p4']],
   ['Patient?address-city:missing=false', ['p1', 'p2']],
@@ -181,6 +183,9 @@ const VECTORS: [string, string[]][] = [
   ['Patient?_has:Observation:patient:code=2339-0', ['p2']],
   ['Patient?_has:Observation:subject:value-quantity=gt85', ['p1', 'p3']],
   ['Practitioner?_has:Patient:general-practitioner:_has:Observation:patient:code=8867-4', ['d1']],
+  ['Patient?name=muller&_has:Observation:patient:code=2339-0', ['p2']],
+  ['Patient?name=nobody&_has:Observation:patient:code=2339-0', []],
+  ['Observation?subject:Patient.name=nobody', []],
   // sorting on several keys, descending
   ['Patient?_sort=birthdate', ['p3', 'p2', 'p1', 'p4']],
   ['Patient?_sort=-birthdate', ['p4', 'p2', 'p1', 'p3']],
@@ -188,6 +193,8 @@ const VECTORS: [string, string[]][] = [
   ['Observation?subject=p1&_sort=-date', ['ob2', 'ob5', 'ob1']],
   ['Observation?_sort=value-quantity&code=8867-4', ['ob1', 'ob2']],
   ['Patient?_sort=-_id', ['p4', 'p3', 'p2', 'p1']],
+  ['Patient?gender=male&_sort=-birthdate', ['p4', 'p2']],
+  ['Patient?_sort=-_lastUpdated&_id=p1,p2', ['p2', 'p1']],
 ];
 
 describe('search vectors', () => {
@@ -218,7 +225,7 @@ describe('results', () => {
   });
 
   it('_count pages with self/first/next/previous links that hold while others write', async () => {
-    const page1 = (await get('Patient?_sort=family&_count=2')).body;
+    const page1 = (await get('Patient?_sort=family&_count=2&_total=accurate')).body;
     expect(matchIds(page1)).toEqual(['p1', 'p2']);
     expect(page1.total).toBe(4);
     const next = page1.link.find((l: any) => l.relation === 'next').url;
@@ -254,13 +261,16 @@ describe('results', () => {
     b = (await get('Patient?_summary=count&gender=male')).body;
     expect(b.total).toBe(2);
     expect(b.entry).toBeUndefined();
-    b = (await get('Patient?_total=none')).body;
+    b = (await get('Patient?_total=none&_count=2')).body;
     expect(b.total).toBeUndefined();
-    expect(matchIds(b)).toHaveLength(4);
+    expect(matchIds(b)).toHaveLength(2);
+    // A first page that holds every match reports its total whatever the default.
+    b = (await get('Patient?_count=5')).body;
+    expect(b.total).toBe(4);
   });
 
   it('_total=estimate says so in an outcome entry', async () => {
-    const b = (await get('Observation?date=2021&_total=estimate')).body;
+    const b = (await get('Observation?date=2021&_total=estimate&_count=1')).body;
     const oo = b.entry.find((e: any) => e.search.mode === 'outcome').resource;
     expect(JSON.stringify(oo)).toMatch(/estimate/);
   });

@@ -123,12 +123,28 @@ export function toFilter(c: Condition): Record<string, unknown> {
 
 function tokenCondition(code: string, modifier: string | undefined, values: string[]): Condition {
   switch (modifier) {
-    case undefined:
-      return { eq: { field: 'tk', values: values.map((v) => tokenQueryKey(code, v)) } };
-    case 'not':
-      return { filter: { tk: { $nin: values.map((v) => tokenQueryKey(code, v)) } } };
-    case 'text':
-      return stringCondition(`${code}:text`, undefined, values);
+    case undefined: {
+      const keys = values.map((v) => tokenQueryKey(code, v));
+      // `system|`: any code of that system, a prefix of the stored `code SEP system SYS value` keys.
+      const systemOnly = keys.filter((k) => k.endsWith(SYS) && !k.endsWith(`${SEP}${SYS}`));
+      if (!systemOnly.length) return { eq: { field: 'tk', values: keys } };
+      const exact = keys.filter((k) => !systemOnly.includes(k));
+      const regex = { tk: { $regex: `^(${systemOnly.map(escapeRegex).join('|')})` } };
+      return { filter: exact.length ? { $or: [{ tk: { $in: exact } }, regex] } : regex };
+    }
+    case 'not': {
+      const keys = values.map((v) => tokenQueryKey(code, v));
+      const systemOnly = keys.filter((k) => k.endsWith(SYS) && !k.endsWith(`${SEP}${SYS}`));
+      const exact = keys.filter((k) => !systemOnly.includes(k));
+      const none: Record<string, unknown>[] = [];
+      if (exact.length) none.push({ tk: { $in: exact } });
+      if (systemOnly.length) none.push({ tk: { $regex: `^(${systemOnly.map(escapeRegex).join('|')})` } });
+      return { filter: { $nor: none } };
+    }
+    case 'text': {
+      const folded = values.map((v) => fold(unescape(v)));
+      return { filter: { sf: { $regex: `^${escapeRegex(`${code}:text${SEP}`)}(${folded.map(escapeRegex).join('|')})` } } };
+    }
     case 'of-type': {
       const keys = values.map((v) => {
         const parts = v.split(/(?<!\\)\|/);

@@ -5,7 +5,8 @@ import { errors, issue } from '../outcomes.js';
 import type { Collections, CurrentDoc } from '../storage/mongo/documents.js';
 import type { CursorCodec } from '../storage/mongo/cursor.js';
 import { SEP } from './index-entry.js';
-import type { SearchParameterRegistry } from './parameters.js';
+import type { ParamDef, SearchParameterRegistry } from './parameters.js';
+import { SORTABLE } from './indexer.js';
 import {
   UnsupportedCriterion, anyOf, lastUpdatedCondition, paramCondition, splitRaw, textCondition, toFilter, unescape, type Condition, type IndexedDoc,
 } from './conditions.js';
@@ -58,6 +59,12 @@ export interface SearchEngineOptions {
    * and merge, since it evaluates `$in` by reading the whole table.
    */
   splitOr: boolean;
+  /**
+   * `_total` when the client does not say: `accurate` where counting is cheap (MongoDB counts from its
+   * indexes); `none` on FerretDB, where a count reads every matching document. Either way a first page
+   * that holds every match reports its exact total.
+   */
+  defaultTotal: 'accurate' | 'none';
 }
 
 const RESULT_PARAMS = new Set(['_sort', '_count', '_total', '_summary', '_elements', '_include', '_revinclude', '_cursor', '_format', '_pretty', '_type']);
@@ -136,7 +143,7 @@ export class SearchEngine {
     const summary = get('_summary').at(-1);
     if (summary !== undefined && !['true', 'false', 'text', 'data', 'count'].includes(summary)) throw errors.badRequest(`_summary must be true, false, text, data or count, not '${summary}'`);
     if (summary === 'count') count = 0;
-    const totalMode = get('_total').at(-1) ?? 'accurate';
+    const totalMode = get('_total').at(-1) ?? (count === 0 ? 'accurate' : this.opts.defaultTotal);
     if (!['none', 'estimate', 'accurate'].includes(totalMode)) throw errors.badRequest(`_total must be none, estimate or accurate, not '${totalMode}'`);
     const elements = get('_elements').at(-1)?.split(',').map((e) => e.trim()).filter(Boolean);
     const sort = this.parseSort(req.types, get('_sort').at(-1), ignore);
@@ -151,9 +158,9 @@ export class SearchEngine {
       const conds: Condition[] = [];
       if (req.compartment) conds.push(this.compartmentCondition(req.compartment, type));
       let excluded = false;
-      for (const [name, value] of criteria) {
+      for (const [name, value] of hasLast(criteria)) {
         try {
-          const c = await this.criterion(type, name, value, req, s);
+          const c = await this.criterion(type, name, value, req, s, conds);
           if (c) conds.push(c);
           else unknownByName.set(name, (unknownByName.get(name) ?? 0) + 1);
         } catch (err) {
@@ -206,7 +213,10 @@ export class SearchEngine {
         if (more && first) result.previous = seal(first, -1);
       }
     }
-    if (totalMode !== 'none') {
+    if (!state && count > 0 && !result.next) {
+      // The first page holds every match: that is the total, without counting again.
+      result.total = result.matches.length;
+    } else if (totalMode !== 'none') {
       const { total, exact } = await this.count(plans, totalMode === 'estimate', s);
       result.total = total;
       result.totalExact = exact;
@@ -223,17 +233,17 @@ export class SearchEngine {
   }
 
   /** Ids of the current resources of `type` matching criteria (conditional writes, chains, `_has`). */
-  async findDocs(type: string, params: [string, string][], limit: number, session?: ClientSession, baseUrl?: string): Promise<CurrentDoc[]> {
+  async findDocs(type: string, params: [string, string][], limit: number, session?: ClientSession, baseUrl?: string, extra: Condition[] = []): Promise<CurrentDoc[]> {
     const s = session ? { session } : {};
-    const conds: Condition[] = [];
-    for (const [name, value] of params) {
+    const conds: Condition[] = [...extra];
+    for (const [name, value] of hasLast(params)) {
       if (RESULT_PARAMS.has(name)) {
         if (IGNORED_SILENTLY.has(name)) continue;
         throw errors.badRequest(`'${name}' cannot be used in conditional criteria`);
       }
       let c: Condition | undefined;
       try {
-        c = await this.criterion(type, name, value, { types: [type], params, baseUrl, strict: true }, s);
+        c = await this.criterion(type, name, value, { types: [type], params, baseUrl, strict: true }, s, conds);
       } catch (err) {
         if (err instanceof UnsupportedCriterion) throw errors.notSupported(err.message);
         throw err;
@@ -247,11 +257,11 @@ export class SearchEngine {
 
   // ---------------------------------------------------------------- criteria
 
-  private async criterion(type: string, name: string, value: string, req: SearchRequest, s: { session?: ClientSession }): Promise<Condition | undefined> {
+  private async criterion(type: string, name: string, value: string, req: SearchRequest, s: { session?: ClientSession }, before: Condition[] = []): Promise<Condition | undefined> {
     if (name === '_id') return { eq: { field: 'id', values: splitRaw(value).map(unescape) } };
     if (name === '_lastUpdated') return lastUpdatedCondition(value);
     if (name === '_text' || name === '_content') return textCondition(name, value);
-    if (name.startsWith('_has:')) return this.hasCondition(type, name, value, req, s);
+    if (name.startsWith('_has:')) return this.hasCondition(type, name, value, req, s, before);
     const dot = name.indexOf('.');
     if (dot > 0) return this.chainCondition(type, name.slice(0, dot), name.slice(dot + 1), value, req, s);
     const [code, modifier] = splitModifier(name);
@@ -287,15 +297,25 @@ export class SearchEngine {
   }
 
   /** Reverse chaining (R4 3.1.1.4.14): `_has:Observation:patient:code=x` keeps resources some matching Observation refers to. */
-  private async hasCondition(type: string, name: string, value: string, req: SearchRequest, s: { session?: ClientSession }): Promise<Condition> {
+  private async hasCondition(type: string, name: string, value: string, req: SearchRequest, s: { session?: ClientSession }, before: Condition[]): Promise<Condition> {
     const m = /^_has:([A-Z][A-Za-z]+):([^:]+):(.+)$/.exec(name);
     if (!m) throw errors.badRequest(`'${name}' is not a valid _has parameter (_has:Type:reference:parameter)`);
     const [, source, refCode, rest] = m as unknown as [string, string, string, string];
     const ref = this.registry.get(source, refCode);
     if (!ref || ref.type !== 'reference') throw errors.badRequest(`'${refCode}' is not a reference parameter of ${source}`);
-    const docs = await this.findDocs(source, [[rest, value]], this.opts.maxChainIds + 1, s.session, req.baseUrl);
-    if (docs.length > this.opts.maxChainIds) throw errors.tooLarge(`'${name}=${value}' matches more than ${this.opts.maxChainIds} ${source} resources; narrow it`);
     const prefix = `${refCode}${SEP}${type}/`;
+    // Semi-join from the other side when the search's other criteria are narrower: `name=smith&_has:…`
+    // checks only the Smiths' Observations instead of collecting every matching Observation first.
+    let extra: Condition[] = [];
+    if (before.length) {
+      const candidates = await this.page([{ type, conds: before }], [{ field: '_id', dir: 1 }], undefined, this.opts.maxChainIds + 1, s);
+      if (candidates.length <= this.opts.maxChainIds) {
+        if (!candidates.length) return { eq: { field: 'id', values: [] } };
+        extra = [{ eq: { field: 'tk', values: candidates.map((c) => `${prefix}${c.id}`) } }];
+      }
+    }
+    const docs = await this.findDocs(source, [[rest, value]], this.opts.maxChainIds + 1, s.session, req.baseUrl, extra);
+    if (docs.length > this.opts.maxChainIds) throw errors.tooLarge(`'${name}=${value}' matches more than ${this.opts.maxChainIds} ${source} resources; narrow it`);
     const ids = new Set(docs.flatMap((d) => (d.tk ?? []).filter((k) => k.startsWith(prefix)).map((k) => k.slice(prefix.length))));
     return { eq: { field: 'id', values: [...ids] } };
   }
@@ -316,7 +336,11 @@ export class SearchEngine {
       const dir = desc ? -1 : 1;
       if (code === '_id') keys.push({ field: 'id', dir });
       else if (code === '_lastUpdated') keys.push({ field: 'lu', dir });
-      else if (types.some((t) => this.registry.get(t, code)?.expression)) keys.push({ field: `${desc ? 'sd' : 'so'}.${code}`, dir });
+      else if (types.some((t) => sortable(this.registry.get(t, code)))) {
+        // Descending uses the largest value where it differs from the smallest (a date's end), see indexer.ts.
+        const dates = types.every((t) => this.registry.get(t, code)?.type === 'date');
+        keys.push({ field: `${desc && dates ? 'sd' : 'so'}.${code}`, dir });
+      } else if (types.some((t) => this.registry.get(t, code))) ignore(`Sorting by '${code}' is not supported`);
       else ignore(`Unknown sort parameter '${code}'`);
     }
     keys.push({ field: '_id', dir: 1 });
@@ -382,6 +406,7 @@ export class SearchEngine {
     for (const plan of plans) {
       const qs = this.queries(plan);
       const col = this.collections.current(plan.type);
+      if (!qs.length) continue; // a criterion that can match nothing (an empty chain or _has)
       const needsCheck = qs.some((q) => q.post) || qs.length > 1;
       if (!needsCheck) {
         // FerretDB: a find pushes the driving equality down; count commands it evaluates by reading the table.
@@ -498,6 +523,15 @@ export class SearchEngine {
     const docs = await Promise.all(keys.map((k) => col.findOne({ _id: k, del: false }, s)));
     return docs.filter((d): d is CurrentDoc => !!d);
   }
+}
+
+function sortable(def: ParamDef | undefined): boolean {
+  return !!def?.expression && SORTABLE.has(def.type);
+}
+
+/** `_has` criteria after the others, so they can start from the others' (usually fewer) matches. */
+function hasLast(params: [string, string][]): [string, string][] {
+  return [...params.filter(([k]) => !k.startsWith('_has:')), ...params.filter(([k]) => k.startsWith('_has:'))];
 }
 
 export function splitModifier(name: string): [string, string | undefined] {

@@ -11,7 +11,7 @@
  *
  * Encodings (SEP = U+0001 after the parameter code, SYS = U+0002 between system and code):
  * - tk, token any system:     `code SEP value`
- * - tk, token with system:    `code SEP system SYS value`; without system: `code SEP SYS value`; system only: `code SEP system SYS`
+ * - tk, token with system:    `code SEP system SYS value`; without system: `code SEP SYS value` (`system|` is a prefix match)
  * - tk, reference:            `code SEP Type/id`, `code SEP id`, or the absolute/canonical URL as written
  * - tk, uri:                  `code SEP uri`;  exact string (`:exact`): `code SEP = value`
  * - tk, presence (`:missing`): `code SEP PRESENT`
@@ -52,14 +52,13 @@ export const PREFIX_MAX = 24;
 /** Computes the search index of a resource at write time. */
 export type Indexer = (resource: Record<string, unknown>) => SearchIndex;
 
-/** Keys of one token value, covering every query form of R4 3.1.1.4.9 (`code`, `system|code`, `|code`, `system|`). */
+/** Keys of one token value: the query forms `code`, `system|code` and `|code` of R4 3.1.1.4.9 (`system|` matches by prefix). */
 export function tokenKeys(param: string, system: string | undefined, code: string | undefined): string[] {
   const keys: string[] = [];
   if (code !== undefined) {
     keys.push(`${param}${SEP}${code}`);
     keys.push(system !== undefined ? `${param}${SEP}${system}${SYS}${code}` : `${param}${SEP}${SYS}${code}`);
   }
-  if (system !== undefined) keys.push(`${param}${SEP}${system}${SYS}`);
   return keys;
 }
 
