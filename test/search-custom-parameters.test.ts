@@ -88,3 +88,29 @@ describe('custom SearchParameter', () => {
     expect((await http('GET', `${b.base}/Practitioner?rating=ge4`, { headers: { Prefer: 'handling=strict' } })).status).toBe(400);
   }, 90_000);
 });
+
+describe('scripts/reindex', () => {
+  it('re-indexes the stored resources of a type from the command line and reports through a Task', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const srv = await startTestServer({ REINDEX_WORKER: 'false' });
+    servers.push(srv);
+    for (const family of ['Alvarez', 'Alvarado', 'Brown']) {
+      expect((await http('POST', `${srv.base}/Patient`, { body: { resourceType: 'Patient', name: [{ family }] } })).status).toBe(201);
+    }
+    // An index as an older version left it: no string keys.
+    await srv.running.mongo.db.collection('fhir_Patient').updateMany({}, { $unset: { st: '' } });
+    expect(ids((await http('GET', `${srv.base}/Patient?name=alva`)).body)).toEqual([]);
+
+    const run = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/reindex.ts', '--type', 'Patient'], {
+      cwd: new URL('..', import.meta.url).pathname,
+      env: { ...process.env, MONGODB_DB: srv.running.mongo.db.databaseName, LOG_LEVEL: 'silent' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(run.status).toBe(0);
+    expect(run.stdout).toMatch(/completed, 3 resources/);
+    expect((await http('GET', `${srv.base}/Patient?name=alva`)).body.entry.filter((e: any) => e.search.mode === 'match')).toHaveLength(2);
+    const task = (await http('GET', `${srv.base}/Task?code=http://medivoy.example/task|reindex&status=completed`)).body;
+    expect(task.entry[0].resource.output.find((o: any) => o.type.text === 'processed').valueInteger).toBe(3);
+  }, 90_000);
+});

@@ -177,7 +177,7 @@ export class CustomSearchParameters {
         for (const d of docs as CurrentDoc[]) {
           if (d.del || !d.json) continue;
           // Only this version: a newer one written meanwhile was indexed with the new parameter already.
-          await col.updateOne({ _id: d._id, v: d.v }, { $set: this.indexer(JSON.parse(d.json) as Record<string, unknown>) });
+          await col.updateOne({ _id: d._id, v: d.v }, { $set: this.indexer(JSON.parse(d.json) as Record<string, unknown>), $unset: { ix: '' } });
         }
         job.processed += docs.length;
         if (docs.length < this.opts.batchSize) {
