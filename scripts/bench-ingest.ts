@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../src/config/config.js';
 import { createLogger } from '../src/infra/logger.js';
-import { searchIndexer, startServer } from '../src/server.js';
+import { createCollections, searchIndexer, startServer } from '../src/server.js';
 import { rewriteReferences } from '../src/fhir/bundles/references.js';
 import { percentiles, runConcurrent } from './lib/stats.js';
 
@@ -55,7 +55,7 @@ function documentsOf(b: Bundle) {
     const json = JSON.stringify(resource);
     const base = { t: type, id, v: 1, lu, del: false, json, m: 'POST' };
     const g = byType.get(type!) ?? { current: [], history: [] };
-    g.current.push({ _id: `${type}/${id}`, ...base, ix: searchIndexer(resource) });
+    g.current.push({ _id: `${type}/${id}`, ...base, ...searchIndexer(resource) });
     g.history.push({ _id: `${type}/${id}/1`, ...base });
     byType.set(type!, g);
   }
@@ -79,13 +79,18 @@ for (const concurrency of values.concurrency!.split(',').map(Number)) {
     const httpSeconds = (performance.now() - t) / 1000;
 
     const raw = server.mongo.client.db(`${dbName}_raw`);
+    // Indexed as the server's collections are (multikey on MongoDB, GIN through FerretDB's PostgreSQL).
+    const rawStorage = createCollections(raw, server.mongo.isFerretDB, process.env.FERRETDB_POSTGRES_URL, createLogger('silent'));
+    const docs = all.map(documentsOf);
+    for (const d of docs) for (const type of d.keys()) await rawStorage.collections.ready(type);
     t = performance.now();
     const driver = await runConcurrent(all.length, concurrency, async (i) => {
-      for (const [type, g] of documentsOf(all[i]!)) {
-        await raw.collection(`fhir_${type}_history`).insertMany(g.history);
-        await raw.collection(`fhir_${type}`).insertMany(g.current);
+      for (const [type, g] of docs[i]!) {
+        await rawStorage.collections.history(type).insertMany(g.history as never[]);
+        await rawStorage.collections.current(type).insertMany(g.current as never[]);
       }
     });
+    await rawStorage.pgIndexes?.close();
     const driverSeconds = (performance.now() - t) / 1000;
     await raw.dropDatabase();
     const h = percentiles(http);

@@ -5,8 +5,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
-import { MongoClient } from 'mongodb';
-import { searchIndexer } from '../src/server.js';
+import { MongoClient, type Collection } from 'mongodb';
+import { createCollections, searchIndexer } from '../src/server.js';
+import { createLogger } from '../src/infra/logger.js';
 import { percentiles, runConcurrent } from './lib/stats.js';
 import { startServerProcess } from './lib/server-process.js';
 
@@ -67,15 +68,11 @@ try {
   // The same work straight through the driver: the history insert, the current insert, a read by _id of
   // the stored JSON text (what the server sends), on a database of its own on the same engine.
   const raw = client.db(`${dbName}_raw`);
-  const current = raw.collection<Record<string, unknown> & { _id: string }>('fhir_Patient');
-  const history = raw.collection<Record<string, unknown> & { _id: string }>('fhir_Patient_history');
-  // The indexes the server creates for a type (no multikey index on FerretDB, as in Collections.ready).
-  await Promise.all([
-    current.createIndex({ lu: -1, _id: -1 }),
-    ...(engine.startsWith('FerretDB') ? [] : [current.createIndex({ 'ix.tk': 1 })]),
-    history.createIndex({ id: 1, v: -1 }),
-    history.createIndex({ lu: -1, _id: -1 }),
-  ]);
+  // The indexes the server creates for a type (Collections.ready: multikey on MongoDB, GIN through FerretDB's PostgreSQL).
+  const rawStorage = createCollections(raw, engine.startsWith('FerretDB'), process.env.FERRETDB_POSTGRES_URL, createLogger('silent'));
+  await rawStorage.collections.ready('Patient');
+  const current = rawStorage.collections.current('Patient') as unknown as Collection<Record<string, unknown> & { _id: string }>;
+  const history = rawStorage.collections.history('Patient') as unknown as Collection<Record<string, unknown> & { _id: string }>;
   const rawIds: string[] = new Array(N);
   t = performance.now();
   ms = await runConcurrent(N, K, async (i) => {
@@ -85,7 +82,7 @@ try {
     const json = JSON.stringify(resource);
     const doc = { t: 'Patient', id, v: 1, lu, del: false, json, m: 'POST' };
     await history.insertOne({ _id: `Patient/${id}/1`, ...doc });
-    await current.insertOne({ _id: `Patient/${id}`, ...doc, ix: searchIndexer(resource) });
+    await current.insertOne({ _id: `Patient/${id}`, ...doc, ...searchIndexer(resource) });
     rawIds[i] = id;
   });
   record('driver create', N, (performance.now() - t) / 1000, ms);
@@ -95,6 +92,7 @@ try {
     if (!d) throw new Error('driver read: missing');
   });
   record('driver read', READS, (performance.now() - t) / 1000, ms);
+  await rawStorage.pgIndexes?.close();
   await raw.dropDatabase();
 } finally {
   await server.stop();

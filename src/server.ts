@@ -28,6 +28,7 @@ import { validateResource } from './fhir/validation/validate-resource.js';
 import { loadProfiles } from './fhir/validation/profiles.js';
 import type { FhirRepository } from './fhir/storage/repository.js';
 import type { CapabilityStatement } from '@medplum/fhirtypes';
+import type { Db } from 'mongodb';
 
 export const FHIR_MOUNT = '/fhir';
 /**
@@ -54,6 +55,33 @@ export interface RunningServer {
 }
 
 /**
+ * The per-type collections with the indexes the engine needs: MongoDB's multikey indexes, or on FerretDB
+ * (given its PostgreSQL URL) GIN indexes in its tables. Benchmarks use it too, so their direct-driver
+ * baselines write to identically indexed collections.
+ */
+export function createCollections(db: Db, isFerretDB: boolean, ferretdbPostgresUrl: string | undefined, logger: Logger) {
+  let pgIndexes: FerretPostgresIndexes | undefined;
+  if (isFerretDB && ferretdbPostgresUrl) {
+    pgIndexes = new FerretPostgresIndexes(ferretdbPostgresUrl, db.databaseName, logger);
+    logger.info('FerretDB on PostgreSQL: search fields get GIN indexes in its tables');
+  } else if (isFerretDB) {
+    logger.warn('FerretDB without FERRETDB_POSTGRES_URL: every search reads whole tables; set it to the PostgreSQL database FerretDB uses');
+  }
+  const gin = pgIndexes;
+  const collections = new Collections(
+    db,
+    !isFerretDB,
+    gin
+      ? async (c, type) => {
+          await gin.ensure(c.currentName(type), FERRET_CURRENT_FIELDS);
+          await gin.ensure(c.historyName(type), FERRET_HISTORY_FIELDS);
+        }
+      : undefined,
+  );
+  return { collections, pgIndexes };
+}
+
+/**
  * Composition root: initializes every resource in order (definitions → MongoDB → Redis → app),
  * starts listening, and closes them in reverse order on `close()` after draining in-flight requests.
  */
@@ -66,21 +94,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let pgIndexes: FerretPostgresIndexes | undefined;
   let custom: CustomSearchParameters | undefined;
   try {
-    if (mongo.isFerretDB && config.ferretdbPostgresUrl) {
-      pgIndexes = new FerretPostgresIndexes(config.ferretdbPostgresUrl, mongo.db.databaseName, logger);
-      logger.info('FerretDB on PostgreSQL: search fields get GIN indexes in its tables');
-    } else if (mongo.isFerretDB) {
-      logger.warn('FerretDB without FERRETDB_POSTGRES_URL: every search reads whole tables; set it to the PostgreSQL database FerretDB uses');
-    }
-    const gin = pgIndexes;
-    const cols = new Collections(
-      mongo.db,
-      !mongo.isFerretDB,
-      gin ? async (c, type) => {
-        await gin.ensure(c.currentName(type), FERRET_CURRENT_FIELDS);
-        await gin.ensure(c.historyName(type), FERRET_HISTORY_FIELDS);
-      } : undefined,
-    );
+    const storage = createCollections(mongo.db, mongo.isFerretDB, config.ferretdbPostgresUrl, logger);
+    pgIndexes = storage.pgIndexes;
+    const cols = storage.collections;
     await cols.ensureExisting();
     kv = await initRedis({ url: config.redisUrl, logger });
     const registry = new SearchParameterRegistry();
