@@ -12,6 +12,7 @@ import { loadConfig } from '../src/config/config.js';
 import { createLogger } from '../src/infra/logger.js';
 import { createCollections, searchIndexer, startServer } from '../src/server.js';
 import { rewriteReferences } from '../src/fhir/bundles/references.js';
+import { serviceTokenSource } from './lib/service-token.js';
 import { percentiles, runConcurrent } from './lib/stats.js';
 
 const { values } = parseArgs({ options: { set: { type: 'string', default: 'synthea' }, concurrency: { type: 'string', default: '1,4,8' } } });
@@ -70,9 +71,10 @@ for (const concurrency of values.concurrency!.split(',').map(Number)) {
   const server = await startServer(loadConfig({ ...process.env, PORT: '0', LOG_LEVEL: 'silent', MONGODB_DB: dbName }), createLogger('silent'));
   try {
     const bodies = all.map((b) => JSON.stringify(b));
+    const token = await serviceTokenSource(server.mongo.db, server.url);
     let t = performance.now();
     const http = await runConcurrent(bodies.length, concurrency, async (i) => {
-      const r = await fetch(`${server.url}/fhir`, { method: 'POST', headers: { 'content-type': 'application/fhir+json', prefer: 'return=minimal' }, body: bodies[i] });
+      const r = await fetch(`${server.url}/fhir`, { method: 'POST', headers: { 'content-type': 'application/fhir+json', prefer: 'return=minimal', authorization: `Bearer ${await token()}` }, body: bodies[i] });
       await r.text();
       if (r.status !== 200) throw new Error(`bundle ${i}: HTTP ${r.status}`);
     });

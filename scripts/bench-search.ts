@@ -15,6 +15,7 @@ import { MongoClient, type Db } from 'mongodb';
 import { percentiles, runConcurrent } from './lib/stats.js';
 import { progressBar } from './lib/progress.js';
 import { startServerProcess } from './lib/server-process.js';
+import { serviceTokenSource } from './lib/service-token.js';
 import { SEP, tokenQueryKey } from '../src/fhir/search/index-entry.js';
 import { dateRange, fold, instantKey } from '../src/fhir/search/values.js';
 
@@ -47,6 +48,10 @@ const CONCURRENCY = values.concurrency!.split(',').map((c) => count('concurrency
 const uriDb = /^mongodb(?:\+srv)?:\/\/[^/?#]+\/([^?#]+)/.exec(process.env.MONGODB_URI)?.[1];
 const dbName = values.db ?? (uriDb ? decodeURIComponent(uriDb) : 'bench_search');
 const META = 'bench_search_meta';
+/** The Backend Services token every request carries (set once the server runs). */
+let token: () => Promise<string> = async () => '';
+/** Set once connected: whether the engine is FerretDB (the server then reports totals only for complete first pages). */
+let FERRET = false;
 /** Bump when the generated data changes: a --skip-load of an older load then warns. */
 const GENERATOR_VERSION = 1;
 const PRACTITIONERS = 200;
@@ -284,13 +289,17 @@ interface Query<P> {
 }
 type AnyQuery = Query<any>;
 
-/** First page of 20 (JSON parsed) and the total, as the server answers by default. */
+/**
+ * First page of 20 (JSON parsed), and the total only when the engine reports one by default: MongoDB counts
+ * every search; on FerretDB the server gives a total only when the first page holds every match.
+ */
 async function pageAndTotal(db: Db, type: string, filter: Record<string, unknown>, sort: Record<string, 1 | -1>) {
   const col = db.collection<any>(`fhir_${type}`);
   const f = { ...filter, del: false };
-  const [docs, ids] = await Promise.all([col.find(f).sort(sort).limit(20).toArray(), col.find(f, { projection: { _id: 1 } }).toArray()]);
-  for (const d of docs) JSON.parse(d.json);
-  return { docs, total: ids.length };
+  const docs = await col.find(f).sort(sort).limit(21).toArray();
+  for (const d of docs.slice(0, 20)) JSON.parse(d.json);
+  const total = docs.length <= 20 ? docs.length : FERRET ? undefined : await col.countDocuments(f);
+  return { docs: docs.slice(0, 20), total };
 }
 
 /** `date=geA&date=ltB` over the stored [start, end) ranges (the server checks the same elements exactly). */
@@ -369,7 +378,7 @@ type LoadMeta = {
 };
 
 async function postBundle(base: string, bundle: Bundle): Promise<{ entry?: { response?: { status?: string; location?: string } }[] }> {
-  const r = await fetch(`${base}/fhir`, { method: 'POST', headers: { 'content-type': 'application/fhir+json', prefer: 'return=minimal' }, body: JSON.stringify(bundle) });
+  const r = await fetch(`${base}/fhir`, { method: 'POST', headers: { 'content-type': 'application/fhir+json', prefer: 'return=minimal', authorization: `Bearer ${await token()}` }, body: JSON.stringify(bundle) });
   const text = await r.text();
   if (r.status !== 200) throw new Error(`HTTP ${r.status}: ${text.slice(0, 2000)}`);
   return JSON.parse(text);
@@ -420,9 +429,11 @@ async function printRowCounts(db: Db) {
   const names = (await db.listCollections({}, { nameOnly: true }).toArray()).map((c) => c.name).sort();
   let total = 0;
   let current = 0;
-  console.log(`\ndatabase ${dbName}: documents per collection (estimatedDocumentCount)`);
+  console.log(`\ndatabase ${dbName}: documents per collection`);
   for (const name of names) {
-    const n = await db.collection(name).estimatedDocumentCount();
+    // FerretDB 1.x counts by decoding every document (minutes for 350k); collStats counts in SQL.
+    const stats = await db.command({ collStats: name }).catch(() => undefined);
+    const n = typeof stats?.count === 'number' ? stats.count : await db.collection(name).estimatedDocumentCount();
     total += n;
     if (name.startsWith('fhir_') && !name.endsWith('_history')) current += n;
     console.log(`  ${name.padEnd(32)} ${String(n).padStart(10)}`);
@@ -455,7 +466,7 @@ async function timed(n: number, concurrency: number, one: (i: number) => Promise
 }
 
 async function httpSearch(base: string, url: string) {
-  const r = await fetch(`${base}/fhir/${url}`, { headers: { accept: 'application/fhir+json' } });
+  const r = await fetch(`${base}/fhir/${url}`, { headers: { accept: 'application/fhir+json', authorization: `Bearer ${await token()}` } });
   const text = await r.text();
   if (r.status !== 200) return { status: String(r.status), error: `HTTP ${r.status} for GET /fhir/${decodeURIComponent(url)}\n      ${text.slice(0, 800)}` };
   const bundle = JSON.parse(text) as { entry?: { search?: { mode?: string } }[] };
@@ -466,6 +477,7 @@ async function httpSearch(base: string, url: string) {
 
 const client = await new MongoClient(process.env.MONGODB_URI).connect();
 const engine = await client.db('admin').command({ buildInfo: 1 }).then((b) => (b.ferretdbVersion ? `FerretDB ${b.ferretdbVersion}` : `MongoDB ${b.version}`));
+FERRET = engine.startsWith('FerretDB');
 const db = client.db(dbName);
 let meta = await db.collection<LoadMeta>(META).findOne({ _id: 'load' });
 if (values['skip-load']) {
@@ -493,6 +505,7 @@ if (values['skip-load']) {
 
 // The server runs in its own process, as in production, so the load generator does not share its event loop.
 const server = await startServerProcess({ MONGODB_DB: dbName, LOG_LEVEL: 'silent' });
+token = await serviceTokenSource(db, server.url);
 try {
   console.log(`engine: ${engine}  database: ${dbName}  node ${process.version}  server: ${server.url}`);
   if (!meta) meta = await load(server.url, db, PATIENTS);

@@ -10,6 +10,7 @@ import { createCollections, searchIndexer } from '../src/server.js';
 import { createLogger } from '../src/infra/logger.js';
 import { percentiles, runConcurrent } from './lib/stats.js';
 import { startServerProcess } from './lib/server-process.js';
+import { serviceTokenSource } from './lib/service-token.js';
 
 const { values } = parseArgs({ options: { n: { type: 'string', default: '2000' }, clients: { type: 'string', default: '8' }, reads: { type: 'string', default: '3' } } });
 if (!process.env.MONGODB_URI) {
@@ -44,13 +45,15 @@ const dbName = `bench_core_${process.pid}`;
 // The server runs in its own process, as in production, so the load generator does not share its event loop.
 const server = await startServerProcess({ MONGODB_DB: dbName, LOG_LEVEL: 'silent' });
 const client = await new MongoClient(process.env.MONGODB_URI).connect();
+// Requests carry a Backend Services token, as every client's must.
+const token = await serviceTokenSource(client.db(dbName), server.url);
 const engine = await client.db('admin').command({ buildInfo: 1 }).then((b) => (b.ferretdbVersion ? `FerretDB ${b.ferretdbVersion}` : `MongoDB ${b.version}`));
 try {
   const base = `${server.url}/fhir`;
   const ids: string[] = new Array(N);
   let t = performance.now();
   let ms = await runConcurrent(N, K, async (i) => {
-    const r = await fetch(`${base}/Patient`, { method: 'POST', headers: { 'content-type': 'application/fhir+json' }, body: JSON.stringify(patient(i)) });
+    const r = await fetch(`${base}/Patient`, { method: 'POST', headers: { 'content-type': 'application/fhir+json', authorization: `Bearer ${await token()}` }, body: JSON.stringify(patient(i)) });
     const body = (await r.json()) as { id: string };
     if (r.status !== 201) throw new Error(`create ${i}: HTTP ${r.status}`);
     ids[i] = body.id;
@@ -59,7 +62,7 @@ try {
 
   t = performance.now();
   ms = await runConcurrent(READS, K, async () => {
-    const r = await fetch(`${base}/Patient/${ids[Math.floor(Math.random() * N)]}`);
+    const r = await fetch(`${base}/Patient/${ids[Math.floor(Math.random() * N)]}`, { headers: { authorization: `Bearer ${await token()}` } });
     await r.text();
     if (r.status !== 200) throw new Error(`read: HTTP ${r.status}`);
   });

@@ -5,6 +5,7 @@
 import { parseArgs } from 'node:util';
 import { importFiles } from '../src/bulk/import-files.js';
 import { progressBar } from './lib/progress.js';
+import { scriptAuthorization } from './lib/script-auth.js';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -15,17 +16,20 @@ if (!positionals.length) {
   process.exit(2);
 }
 let bar: ReturnType<typeof progressBar> | undefined;
+const baseUrl = values.url!.replace(/\/+$/, '');
+const auth = await scriptAuthorization(baseUrl, values.token);
 const summary = await importFiles({
-  baseUrl: values.url!.replace(/\/+$/, ''),
+  baseUrl,
   paths: positionals,
   concurrency: Number(values.concurrency),
-  headers: values.token ? { authorization: `Bearer ${values.token}` } : undefined,
+  headers: auth.headers,
   onProgress: (p) => {
     bar ??= progressBar('import', p.files);
     bar.update(p.filesDone, `${p.resources} resources, ${p.failures} failed`);
   },
 });
 bar?.done();
+await auth.close();
 console.log(`files: ${summary.files}  resources: ${summary.resources}  seconds: ${summary.seconds.toFixed(1)}  resources/s: ${summary.resourcesPerSecond.toFixed(1)}  failures: ${summary.failures.length}`);
 for (const f of summary.failures) console.log(`  FAILED ${f.file}: ${f.reason}`);
 process.exit(summary.failures.length ? 1 : 0);

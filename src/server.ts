@@ -12,6 +12,15 @@ import { errorHandler } from './http/error-handler.js';
 import { requestContext } from './http/request-context.js';
 import { securityHeaders } from './http/security-headers.js';
 import { healthRouter } from './health/routes.js';
+// --- accounts (imports) ---
+import { initMailer, type Mailer } from './infra/mailer.js';
+import { AccountStore } from './accounts/account-store.js';
+import { AccountService } from './accounts/account-service.js';
+import { accountRoutes } from './accounts/routes.js';
+import type { Account } from './accounts/account-store.js';
+import { SmartAuth } from './auth/smart-auth.js';
+import type { AccountDirectory, AccountInfo } from './auth/accounts-port.js';
+// --- end accounts ---
 import { fhirEndpoint } from './fhir/rest/koa-adapter.js';
 import { dispatch } from './fhir/rest/dispatch.js';
 import { runtimeCapabilityStatement } from './fhir/capability.js';
@@ -51,8 +60,35 @@ export interface RunningServer {
   repo: FhirRepository;
   search: SearchEngine;
   customParameters: CustomSearchParameters;
+  /** Registration, login checks and password flows (SMART login calls `accounts.authenticate`). */
+  accounts: AccountService;
+  mailer: Mailer;
+  /** The SMART authorization server (client registration, launches, tokens). */
+  auth: SmartAuth;
   close(): Promise<void>;
 }
+
+/** What the authorization server needs of the accounts module. */
+function accountDirectory(accounts: AccountService): AccountDirectory {
+  const info = async (a: Account): Promise<AccountInfo> => {
+    const person = await accounts.person(a);
+    return { id: a._id, kind: a.kind, fhirUser: a.fhirUser, organization: a.organization, name: [person.given, person.family].filter(Boolean).join(' ') || undefined };
+  };
+  return {
+    findById: async (id) => {
+      const a = await accounts.findById(id);
+      return a ? info(a) : undefined;
+    },
+    authenticate: async (email, password, ip) => info(await accounts.authenticate(email, password, ip)),
+  };
+}
+
+/** The repository of a request that needs none (GET /metadata): any use is a programming error. */
+const unavailableRepository = new Proxy({} as FhirRepository, {
+  get: () => {
+    throw new Error('This request has no repository (it was not authorized)');
+  },
+});
 
 /**
  * The per-type collections with the indexes the engine needs: MongoDB's multikey indexes, or on FerretDB
@@ -93,6 +129,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let kv: KeyValueStore | undefined;
   let pgIndexes: FerretPostgresIndexes | undefined;
   let custom: CustomSearchParameters | undefined;
+  let mailer: Mailer | undefined;
   try {
     const storage = createCollections(mongo.db, mongo.isFerretDB, config.ferretdbPostgresUrl, logger);
     pgIndexes = storage.pgIndexes;
@@ -148,14 +185,34 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       },
     });
     app.use(health.routes());
+    // --- accounts: begin (registration and passwords under /auth, mounted before the FHIR router) ---
+    mailer = await initMailer({ url: config.smtpUrl, from: config.mailFrom, logger, logBodies: config.nodeEnv !== 'production' });
+    const accountStore = new AccountStore(mongo.db);
+    await accountStore.init();
+    const accounts = new AccountService({
+      store: accountStore, repo, kv, mailer, logger,
+      limits: { maxPerAccount: config.authMaxFailures, maxPerIp: config.authMaxFailuresPerIp, windowMs: config.authLockoutMs },
+      passwordResetTtlMs: config.passwordResetTtlMs,
+      passwordResetUrl: config.passwordResetUrl,
+    });
+    app.use(accountRoutes(accounts).routes());
+    // --- accounts: end ---
+    // SMART authorization server: discovery, /auth endpoints and pages; FHIR requests get a scoped repository.
+    const auth = new SmartAuth({ db: mongo.db, repo, indexer, accounts: accountDirectory(accounts), logger, allowLoopbackFetch: config.nodeEnv === 'test' });
+    for (const middleware of auth.routes(FHIR_MOUNT)) app.use(middleware);
     const fhir = new Router({ prefix: FHIR_MOUNT });
     const endpoint = fhirEndpoint({
       mountPath: FHIR_MOUNT,
       publicBaseUrl: () => publicBase,
       idempotency: { kv, ttlMs: config.idempotencyTtlMs },
       maxFormBytes: config.maxBodySize,
-      context: (ctx) => ({
-        repo,
+      authorize: async (req) => {
+        const access = await auth.accessContext(req.headers.authorization);
+        return { repo: auth.repositoryFor(access), caller: access.clientId };
+      },
+      // Only GET /metadata runs without a scoped repository, and it reads none.
+      context: (ctx, scoped) => ({
+        repo: scoped ?? unavailableRepository,
         searchDefaultCount: config.searchDefaultCount,
         searchMaxCount: config.searchMaxCount,
         maxBundleEntries: config.maxBundleEntries,
@@ -181,14 +238,18 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const addr = server.address() as AddressInfo;
     const url = `http://${addr.address === '0.0.0.0' || addr.address === '::' ? '127.0.0.1' : addr.address}:${addr.port}`;
     if (!config.baseUrl) publicBase = `http://${config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : addr.address}:${addr.port}`;
-    capability = runtimeCapabilityStatement({ baseUrl: `${publicBase}${FHIR_MOUNT}`, version: VERSION, startedAt });
+    app.keys = await auth.start(publicBase, FHIR_MOUNT); // the provider's cookies are the mounting app's
+    capability = runtimeCapabilityStatement({ baseUrl: `${publicBase}${FHIR_MOUNT}`, version: VERSION, startedAt, issuer: auth.issuer });
     logger.info({ url, baseUrl: publicBase, engine: mongo.engine, transactions: mongo.supportsTransactions, kv: kv.kind }, 'Medivoy is listening');
 
     const store = kv;
+    const mail = mailer;
     return {
-      server, url, mongo, kv: store, repo, search: engine, customParameters: custom!,
+      server, url, mongo, kv: store, repo, search: engine, customParameters: custom!, accounts, mailer: mail, auth,
       async close() {
         await drain(server, config.shutdownTimeoutMs);
+        await accounts.idle(); // e-mails of the last requests
+        await mail.close();
         await custom?.stop();
         await pgIndexes?.close();
         await store.close();
@@ -196,6 +257,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       },
     };
   } catch (err) {
+    await mailer?.close().catch(() => undefined);
     await custom?.stop().catch(() => undefined);
     await pgIndexes?.close().catch(() => undefined);
     await kv?.close().catch(() => undefined);

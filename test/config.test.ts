@@ -40,6 +40,13 @@ describe('loadConfig', () => {
       reindexWorker: true,
       reindexPollMs: 5000,
       reindexBatchSize: 200,
+      smtpUrl: undefined,
+      mailFrom: 'Medivoy <no-reply@medivoy.local>',
+      authMaxFailures: 5,
+      authMaxFailuresPerIp: 20,
+      authLockoutMs: 900 * 1000,
+      passwordResetTtlMs: 1800 * 1000,
+      passwordResetUrl: undefined,
     });
   });
 
@@ -107,6 +114,11 @@ describe('loadConfig', () => {
     ['SEARCH_MAX_COUNT', '0'],
     ['SHUTDOWN_TIMEOUT_MS', 'soon'],
     ['IDEMPOTENCY_TTL_SECONDS', '0'],
+    ['SMTP_URL', 'http://mail.example.org'],
+    ['MAIL_FROM', 'nobody'],
+    ['AUTH_MAX_FAILURES', '0'],
+    ['PASSWORD_RESET_TTL_SECONDS', '0'],
+    ['PASSWORD_RESET_URL', 'javascript:alert(1)'],
   ])('%s=%s is refused by name', (name, value) => {
     const err = configError({ [name]: value });
     expect(err.problems).toHaveLength(1);

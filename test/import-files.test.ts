@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { importFiles } from '../src/bulk/import-files.js';
-import { http, startTestServer, type TestServer } from './support/server.js';
+import { authHeaders, http, startTestServer, type TestServer } from './support/server.js';
 
 let srv: TestServer;
 beforeAll(async () => {
@@ -26,7 +26,7 @@ describe('scripts/import (importFiles)', () => {
     writeFileSync(join(dir, 'd.json'), JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry: [{ resource: { resourceType: 'Patient', name: [{ family: 'Fine' }] }, request: { method: 'POST', url: 'Patient' } }] }));
 
     const progress: number[] = [];
-    const summary = await importFiles({ baseUrl: srv.base, paths: [dir], concurrency: 2, ndjsonBatchSize: 3, onProgress: (p) => progress.push(p.filesDone) });
+    const summary = await importFiles({ baseUrl: srv.base, headers: () => authHeaders(srv.base), paths: [dir], concurrency: 2, ndjsonBatchSize: 3, onProgress: (p) => progress.push(p.filesDone) });
     expect(summary.files).toBe(4);
     expect(summary.resources).toBe(9);
     expect(summary.failures.map((f) => f.file.split('/').pop()).sort()).toEqual(['b.json', 'c.json']);

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { importFiles } from '../src/bulk/import-files.js';
-import { http, startTestServer, type TestServer } from './support/server.js';
+import { authHeaders, http, startTestServer, type TestServer } from './support/server.js';
 
 const SAMPLE = new URL('../resources/sample-data/medivoy-sample.json', import.meta.url).pathname;
 
@@ -14,10 +14,10 @@ afterAll(async () => {
 
 describe('sample data (scripts/seed)', () => {
   it('loads, and loading again writes no new version', async () => {
-    const first = await importFiles({ baseUrl: srv.base, paths: [SAMPLE] });
+    const first = await importFiles({ baseUrl: srv.base, headers: () => authHeaders(srv.base), paths: [SAMPLE] });
     expect(first.failures).toEqual([]);
     const before = await http('GET', `${srv.base}/_history?_count=1`);
-    const second = await importFiles({ baseUrl: srv.base, paths: [SAMPLE] });
+    const second = await importFiles({ baseUrl: srv.base, headers: () => authHeaders(srv.base), paths: [SAMPLE] });
     expect(second.failures).toEqual([]);
     const after = await http('GET', `${srv.base}/_history?_count=1`);
     expect(after.body.total).toBe(before.body.total);

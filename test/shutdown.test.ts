@@ -5,6 +5,10 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { MongoClient } from 'mongodb';
 import { patient } from './support/factories.js';
+import { serviceTokenSource } from '../scripts/lib/service-token.js';
+
+/** The Bearer header of this test's requests (the server refuses anonymous ones). */
+let AUTH = '';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MONGODB_URI = process.env.MONGODB_URI ?? 'mongodb://127.0.0.1:27017/';
@@ -82,7 +86,7 @@ function heldPost(url: string, body: unknown, requestId: string): Promise<{ rele
     const req: ClientRequest = request(url, {
       method: 'POST',
       agent: false,
-      headers: { 'content-type': 'application/fhir+json', 'content-length': Buffer.byteLength(text), expect: '100-continue', 'x-request-id': requestId },
+      headers: { 'content-type': 'application/fhir+json', 'content-length': Buffer.byteLength(text), expect: '100-continue', 'x-request-id': requestId, authorization: AUTH },
     });
     req.on('continue', () => resolveHeld({ release: () => req.end(text), response }));
     req.on('response', (res: IncomingMessage) => {
@@ -115,20 +119,23 @@ describe('graceful shutdown', () => {
     try {
       const listening = await server.waitFor((l) => l.msg === 'Medivoy is listening');
       const base = `${listening.url}/fhir`;
+      const tokens = await new MongoClient(MONGODB_URI).connect();
+      AUTH = `Bearer ${await (await serviceTokenSource(tokens.db(DB), String(listening.url)))()}`;
+      await tokens.close();
 
       // Requests completed before the signal: a create carrying the distinctive name, a read, an error.
       const done: { id: string; status: number }[] = [];
       const create = await fetch(`${base}/Patient`, {
         method: 'POST',
-        headers: { 'content-type': 'application/fhir+json', 'x-request-id': 'before-create' },
+        headers: { 'content-type': 'application/fhir+json', 'x-request-id': 'before-create', authorization: AUTH },
         body: JSON.stringify(patient({ name: [{ family, given: ['Secret'] }], identifier: [{ system: 'urn:mrn', value: family }] })),
       });
       done.push({ id: 'before-create', status: create.status });
       const created = (await create.json()) as { id: string };
-      const read = await fetch(`${base}/Patient/${created.id}?name=${family}`, { headers: { 'x-request-id': 'before-read' } });
+      const read = await fetch(`${base}/Patient/${created.id}?name=${family}`, { headers: { 'x-request-id': 'before-read', authorization: AUTH } });
       done.push({ id: 'before-read', status: read.status });
       await read.text();
-      const missing = await fetch(`${base}/Patient/does-not-exist`, { headers: { 'x-request-id': 'before-404' } });
+      const missing = await fetch(`${base}/Patient/does-not-exist`, { headers: { 'x-request-id': 'before-404', authorization: AUTH } });
       done.push({ id: 'before-404', status: missing.status });
       await missing.text();
 
@@ -154,7 +161,9 @@ describe('graceful shutdown', () => {
         expect(typeof line.ms).toBe('number');
         expect(line.ms).toBeGreaterThanOrEqual(0);
       }
-      expect(server.lines.filter((l) => l.msg === 'request')).toHaveLength(requests.length);
+      // Every FHIR request logged once (the test's own token request to /auth/token is logged too).
+      expect(server.lines.filter((l) => l.msg === 'request' && String(l.path).startsWith('/fhir'))).toHaveLength(requests.length);
+      expect(server.lines.filter((l) => l.msg === 'request' && !String(l.path).startsWith('/fhir')).map((l) => l.path)).toEqual(['/auth/token']);
 
       // No body, query value or other PHI reaches the log: the family name was in bodies, a query and an identifier.
       expect(server.stdout).not.toContain(family);

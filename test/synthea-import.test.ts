@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { importFiles } from '../src/bulk/import-files.js';
 import { collectReferences } from '../src/fhir/bundles/references.js';
-import { startTestServer, type TestServer } from './support/server.js';
+import { authHeaders, startTestServer, type TestServer } from './support/server.js';
 
 const DATA = new URL('../../shared/data/', import.meta.url).pathname;
 const SETS = ['synthea-smart', 'synthea-uscore'].map((s) => join(DATA, s));
@@ -41,7 +41,7 @@ describe.each(SETS.map((dir) => [dir.split('/').pop()!, dir]))('loading the shar
   });
 
   it('imports every Bundle, stores every resource, and leaves no unresolved reference', async () => {
-    const summary = await importFiles({ baseUrl: srv.base, paths: [dir], concurrency: 4 });
+    const summary = await importFiles({ baseUrl: srv.base, headers: () => authHeaders(srv.base), paths: [dir], concurrency: 4 });
     expect(summary.failures).toEqual([]);
     expect(summary.files).toBe(readdirSync(dir).filter((n) => n.endsWith('.json')).length);
 

@@ -10,7 +10,8 @@ export interface ImportOptions {
   concurrency?: number;
   /** Resources per batch Bundle when loading NDJSON. */
   ndjsonBatchSize?: number;
-  headers?: Record<string, string>;
+  /** Extra request headers (e.g. Authorization); a function is asked before each request (tokens expire). */
+  headers?: Record<string, string> | (() => Promise<Record<string, string>>);
   onProgress?: (p: { filesDone: number; files: number; resources: number; failures: number }) => void;
 }
 
@@ -118,7 +119,7 @@ async function importNdjson(text: string, opts: ImportOptions): Promise<number> 
 async function postBundle(bundle: { resourceType?: string; type?: string; entry?: unknown[] }, opts: ImportOptions): Promise<void> {
   const res = await fetch(opts.baseUrl, {
     method: 'POST',
-    headers: { 'content-type': 'application/fhir+json', prefer: 'return=minimal', ...opts.headers },
+    headers: { 'content-type': 'application/fhir+json', prefer: 'return=minimal', ...(typeof opts.headers === 'function' ? await opts.headers() : opts.headers) },
     body: JSON.stringify(bundle),
   });
   const text = await res.text();

@@ -39,6 +39,20 @@ export interface Config {
   reindexPollMs: number;
   /** Resources re-indexed per checkpoint. */
   reindexBatchSize: number;
+  /** SMTP server for outgoing e-mail (smtp:// or smtps://); unset: e-mails are written to the log. */
+  smtpUrl: string | undefined;
+  /** Sender of outgoing e-mail, e.g. `Medivoy <no-reply@example.org>`. */
+  mailFrom: string;
+  /** Failed logins per account within the lockout window before further attempts get 429. */
+  authMaxFailures: number;
+  /** Failed logins per client IP within the window (higher than per account: clinics share NAT addresses). */
+  authMaxFailuresPerIp: number;
+  /** Window over which failed logins are counted, and how long a lockout lasts. */
+  authLockoutMs: number;
+  /** How long a password-reset token stays valid. */
+  passwordResetTtlMs: number;
+  /** Page that receives `?token=` from the reset e-mail; unset: the e-mail shows the token only. */
+  passwordResetUrl: string | undefined;
 }
 
 export class ConfigError extends Error {
@@ -144,10 +158,20 @@ export function loadConfig(env: Env = process.env): Config {
     else ferretdbPostgresUrl = env.FERRETDB_POSTGRES_URL;
   }
 
+  const smtpUrl = url('SMTP_URL', ['smtp:', 'smtps:']);
+  const mailFrom = env.MAIL_FROM || 'Medivoy <no-reply@medivoy.local>';
+  if (!/^[^\s@<>]+@[^\s@<>]+$|<[^\s@<>]+@[^\s@<>]+>$/.test(mailFrom)) problems.push(`MAIL_FROM=${JSON.stringify(mailFrom)} must be an address such as Medivoy <no-reply@example.org>`);
+  const authMaxFailures = int('AUTH_MAX_FAILURES', 5, 1, 1000);
+  const authMaxFailuresPerIp = int('AUTH_MAX_FAILURES_PER_IP', 20, 1, 100000);
+  const authLockoutMs = int('AUTH_LOCKOUT_SECONDS', 900, 1, 86400) * 1000;
+  const passwordResetTtlMs = int('PASSWORD_RESET_TTL_SECONDS', 1800, 1, 86400) * 1000;
+  const passwordResetUrl = url('PASSWORD_RESET_URL', ['http:', 'https:']);
+
   if (problems.length) throw new ConfigError(problems);
   return {
     nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, redisUrl, logLevel, maxBodySize, corsOrigins,
     searchDefaultCount, searchMaxCount, maxBundleEntries, shutdownTimeoutMs, idempotencyTtlMs,
     searchCursorTtlMs, searchMaxIncludes, ferretdbPostgresUrl, reindexWorker, reindexPollMs, reindexBatchSize,
+    smtpUrl, mailFrom, authMaxFailures, authMaxFailuresPerIp, authLockoutMs, passwordResetTtlMs, passwordResetUrl,
   };
 }

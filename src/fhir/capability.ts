@@ -51,6 +51,13 @@ export function deriveCapabilityStatement(resourceTypes: string[], base: Capabil
     rest: [{
       ...rest,
       mode: 'server',
+      security: {
+        cors: true,
+        service: [{ coding: [{ system: 'http://terminology.hl7.org/CodeSystem/restful-security-service', code: 'SMART-on-FHIR' }] }],
+        description:
+          'SMART App Launch 2 (with 1.0 scopes) and Backend Services: every interaction but /metadata needs a Bearer access token; ' +
+          'endpoints in /.well-known/smart-configuration (and the oauth-uris extension of the served statement).',
+      },
       resource,
       interaction: systemInteractions.map((code) => ({ code: code as 'history-system' })),
       // Parameters every type has (R4 3.1.1.4, "Parameters for all resources").
@@ -73,10 +80,24 @@ export function readDeclared(): CapabilityStatement {
 }
 
 /** What GET /metadata serves: the declared statement plus facts of this running instance. */
-export function runtimeCapabilityStatement(opts: { baseUrl: string; version: string; startedAt: Date }): CapabilityStatement {
+export function runtimeCapabilityStatement(opts: { baseUrl: string; version: string; startedAt: Date; issuer?: string }): CapabilityStatement {
   const declared = readDeclared();
+  const rest = declared.rest?.[0];
+  const oauthUris = opts.issuer
+    ? {
+        url: 'http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris',
+        extension: [
+          { url: 'authorize', valueUri: `${opts.issuer}/authorize` },
+          { url: 'token', valueUri: `${opts.issuer}/token` },
+          { url: 'introspect', valueUri: `${opts.issuer}/introspect` },
+          { url: 'revoke', valueUri: `${opts.issuer}/revoke` },
+        ],
+      }
+    : undefined;
   return {
     ...declared,
+    // SMART 1.0 clients find the endpoints here (SMART 2 uses .well-known/smart-configuration).
+    ...(rest && oauthUris ? { rest: [{ ...rest, security: { ...rest.security, extension: [oauthUris] } }, ...(declared.rest ?? []).slice(1)] } : {}),
     date: opts.startedAt.toISOString(),
     software: { ...declared.software, name: declared.software?.name ?? 'Medivoy', version: opts.version },
     implementation: { description: declared.implementation?.description ?? 'Medivoy FHIR server', url: opts.baseUrl },

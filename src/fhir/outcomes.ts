@@ -40,6 +40,12 @@ export const errors = {
   invalid: (issues: OperationOutcomeIssue[], status = 400) => new OperationOutcomeError(status, outcome(issues)),
   notSupported: (text: string, status = 400) => fail(status, 'not-supported', text),
   notFound: (text: string) => fail(404, 'not-found', text),
+  forbidden: (text: string) => fail(403, 'forbidden', text),
+  /** 401 with the RFC 6750 challenge; `error` is absent when no token was sent at all. */
+  unauthorized: (text: string, error?: 'invalid_token', resourceMetadata?: string) =>
+    new OperationOutcomeError(401, outcome([issue('error', 'login', text)]), {
+      'WWW-Authenticate': `Bearer realm="medivoy"${error ? `, error="${error}", error_description="${text.replace(/["\\]/g, '')}"` : ''}${resourceMetadata ? `, resource_metadata="${resourceMetadata}"` : ''}`,
+    }),
   gone: (text: string) => fail(410, 'deleted', text),
   conflict: (text: string) => fail(409, 'conflict', text),
   preconditionFailed: (text: string) => fail(412, 'conflict', text),

@@ -2,6 +2,10 @@ import { randomBytes } from 'node:crypto';
 import { loadConfig } from '../../src/config/config.js';
 import { createLogger } from '../../src/infra/logger.js';
 import { startServer, type RunningServer } from '../../src/server.js';
+import { systemTokenSource } from './auth.js';
+
+/** Per server origin: where `http` gets the default access token from. */
+const tokenSources = new Map<string, () => Promise<string>>();
 
 export interface TestServer {
   running: RunningServer;
@@ -28,6 +32,7 @@ export async function startTestServer(env: Record<string, string> = {}, opts: { 
   });
   const running = await startServer(config, createLogger(config.logLevel));
   const base = `${running.url}/fhir`;
+  tokenSources.set(new URL(running.url).origin, await systemTokenSource(running));
   return {
     running,
     base,
@@ -37,6 +42,12 @@ export async function startTestServer(env: Record<string, string> = {}, opts: { 
       await running.close();
     },
   };
+}
+
+/** `Authorization` header with the default test token of the server at `url` (for clients other than `http`). */
+export async function authHeaders(url: string): Promise<Record<string, string>> {
+  const token = await tokenSources.get(new URL(url).origin)?.();
+  return token ? { authorization: `Bearer ${token}` } : {};
 }
 
 export interface HttpResult<T = any> {
@@ -50,16 +61,30 @@ export interface HttpResult<T = any> {
 export async function http<T = any>(
   method: string,
   url: string,
-  opts: { body?: unknown; raw?: string | Buffer; headers?: Record<string, string> } = {},
+  opts: { body?: unknown; raw?: string | Buffer; headers?: Record<string, string>; /** false: no token; a string: that token */ token?: false | string } = {},
 ): Promise<HttpResult<T>> {
   const headers: Record<string, string> = { ...opts.headers };
+  // Every request carries an access token (full system access) unless the test says otherwise.
+  const hasAuth = Object.keys(headers).some((h) => h.toLowerCase() === 'authorization');
+  if (!hasAuth && opts.token !== false && /^\/(fhir|auth)(\/|$)/.test(new URL(url).pathname)) {
+    const token = typeof opts.token === 'string' ? opts.token : await tokenSources.get(new URL(url).origin)?.();
+    if (token) headers.authorization = `Bearer ${token}`;
+  }
   let body: string | Buffer | undefined;
   if (opts.raw !== undefined) body = opts.raw;
   else if (opts.body !== undefined) {
     body = JSON.stringify(opts.body);
     headers['content-type'] ??= 'application/fhir+json';
   }
-  const res = await fetch(url, { method, headers, body });
+  let res: Response;
+  try {
+    res = await fetch(url, { method, headers, body });
+  } catch (err) {
+    // A pooled keep-alive socket to a server that has since closed (a later server can get the same port):
+    // the request never reached a server, so sending it once more on a fresh connection is safe.
+    if ((err as { cause?: { code?: string } }).cause?.code !== 'ECONNRESET') throw err;
+    res = await fetch(url, { method, headers: { ...headers, connection: 'close' }, body });
+  }
   const text = await res.text();
   let parsed: any;
   try {

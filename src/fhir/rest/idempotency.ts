@@ -19,12 +19,14 @@ export async function idempotent(
   ttlMs: number,
   req: FhirRequest,
   run: () => Promise<FhirResponse>,
+  /** Whose keys these are (the client): keys of different callers never meet. */
+  partition = '',
 ): Promise<FhirResponse> {
   const key = req.headers['idempotency-key'];
   if (req.method !== 'POST' || key === undefined) return run();
   if (!/^[\x21-\x7e]{1,255}$/.test(key)) throw errors.badRequest('Idempotency-Key must be 1-255 visible ASCII characters');
   const hash = createHash('sha256').update(`${req.segments.join('/')}\n${JSON.stringify(req.body ?? null)}`).digest('hex');
-  const storeKey = `idem:${createHash('sha256').update(key).digest('hex')}`;
+  const storeKey = `idem:${createHash('sha256').update(`${partition}\u0000${key}`).digest('hex')}`;
   const claimed = await kv.set(storeKey, JSON.stringify({ state: 'pending', hash } satisfies Stored), ttlMs, true);
   if (!claimed) {
     const raw = await kv.get(storeKey);

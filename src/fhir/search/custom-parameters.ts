@@ -167,7 +167,7 @@ export class CustomSearchParameters {
     await this.setTask(job, 'in-progress');
     try {
       if (job.total === 0) {
-        job.total = (await Promise.all(job.types.map((t) => this.collections.current(t).estimatedDocumentCount()))).reduce((a, b) => a + b, 0);
+        job.total = (await Promise.all(job.types.map((t) => this.collections.approximateCount(t)))).reduce((a, b) => a + b, 0);
       }
       let lastTaskUpdate = Date.now();
       while (job.typeIndex < job.types.length && !this.stopped) {

@@ -6,7 +6,7 @@ import type { Collections, CurrentDoc } from '../storage/mongo/documents.js';
 import type { CursorCodec } from '../storage/mongo/cursor.js';
 import { SEP } from './index-entry.js';
 import type { ParamDef, SearchParameterRegistry } from './parameters.js';
-import { SORTABLE } from './indexer.js';
+import { COMBO, PATIENT_COMBINED, SORTABLE, patientLinks } from './indexer.js';
 import {
   UnsupportedCriterion, anyOf, lastUpdatedCondition, paramCondition, splitRaw, textCondition, toFilter, unescape, type Condition, type IndexedDoc,
 } from './conditions.js';
@@ -23,6 +23,18 @@ export interface SearchRequest {
   strict?: boolean;
   /** Compartment search: `Patient/123/Observation`. */
   compartment?: { type: string; id: string };
+  /** Access restriction ANDed with everything asked (see auth/access-policy.ts). */
+  restrict?: SearchRestriction;
+}
+
+/**
+ * What an access policy confines a search to: the Patient compartments of some patients (types outside
+ * the compartment definition are not patient data and stay visible), and search criteria every match must
+ * also meet (SMART v2 granular scopes).
+ */
+export interface SearchRestriction {
+  patients?: string[];
+  params?: [string, string][];
 }
 
 export interface SearchResult {
@@ -155,7 +167,7 @@ export class SearchEngine {
     const unknownByName = new Map<string, number>();
     const typeErrors: string[] = [];
     for (const type of req.types) {
-      const conds: Condition[] = [];
+      const conds: Condition[] = await this.restrictConditions(type, req.restrict, req.baseUrl, s);
       if (req.compartment) conds.push(this.compartmentCondition(req.compartment, type));
       let excluded = false;
       for (const [name, value] of hasLast(criteria)) {
@@ -233,9 +245,11 @@ export class SearchEngine {
   }
 
   /** Ids of the current resources of `type` matching criteria (conditional writes, chains, `_has`). */
-  async findDocs(type: string, params: [string, string][], limit: number, session?: ClientSession, baseUrl?: string, extra: Condition[] = []): Promise<CurrentDoc[]> {
+  async findDocs(
+    type: string, params: [string, string][], limit: number, session?: ClientSession, baseUrl?: string, extra: Condition[] = [], restrict?: SearchRestriction,
+  ): Promise<CurrentDoc[]> {
     const s = session ? { session } : {};
-    const conds: Condition[] = [...extra];
+    const conds: Condition[] = [...extra, ...(await this.restrictConditions(type, restrict, baseUrl, s))];
     for (const [name, value] of hasLast(params)) {
       if (RESULT_PARAMS.has(name)) {
         if (IGNORED_SILENTLY.has(name)) continue;
@@ -320,6 +334,21 @@ export class SearchEngine {
     return { eq: { field: 'id', values: [...ids] } };
   }
 
+  private async restrictConditions(type: string, restrict: SearchRestriction | undefined, baseUrl: string | undefined, s: { session?: ClientSession }): Promise<Condition[]> {
+    if (!restrict) return [];
+    const conds: Condition[] = [];
+    if (restrict.patients) {
+      const params = patientCompartment().get(type);
+      if (type === 'Patient') conds.push({ eq: { field: 'id', values: restrict.patients } });
+      else if (params) conds.push({ eq: { field: 'tk', values: restrict.patients.flatMap((id) => params.map((p) => `${p}${SEP}Patient/${id}`)) } });
+    }
+    for (const [name, value] of restrict.params ?? []) {
+      const c = await this.criterion(type, name, value, { types: [type], params: [], baseUrl, strict: true }, s);
+      if (c) conds.push(c);
+    }
+    return conds;
+  }
+
   private compartmentCondition(c: { type: string; id: string }, type: string): Condition {
     if (c.type !== 'Patient') throw errors.notSupported(`Only the Patient compartment is supported, not ${c.type}`);
     const params = patientCompartment().get(type);
@@ -366,7 +395,7 @@ export class SearchEngine {
 
   /** The engine queries of one type's conditions: `{driver: value, del: false, $and: rest}`. */
   private queries(plan: TypePlan): { filter: Filter<CurrentDoc>; post?: (d: IndexedDoc) => boolean }[] {
-    const conds = [...plan.conds];
+    const conds = combinePatientTokens(plan.type, [...plan.conds]);
     const posts = conds.map((c) => c.post).filter((p): p is (d: IndexedDoc) => boolean => !!p);
     const post = posts.length ? (d: IndexedDoc) => posts.every((p) => p(d)) : undefined;
     // The driver: the equality most likely to be selective (an id, a reference, an identifier…).
@@ -527,6 +556,25 @@ export class SearchEngine {
 
 function sortable(def: ParamDef | undefined): boolean {
   return !!def?.expression && SORTABLE.has(def.type);
+}
+
+/**
+ * A patient-reference equality and a code/category/status equality become one equality on the combined
+ * keys the indexer stores (see PATIENT_COMBINED), when the product of their values stays small.
+ */
+function combinePatientTokens(type: string, conds: Condition[]): Condition[] {
+  const links = patientLinks(type);
+  if (!links) return conds;
+  const plain = (c: Condition) => c.eq?.field === 'tk' && !c.filter && !c.post && c.eq.values.length > 0;
+  const refIndex = conds.findIndex((c) => plain(c) && c.eq!.values.every((v) => links.some((p) => v.startsWith(`${p}${SEP}Patient/`))));
+  if (refIndex < 0) return conds;
+  const tokenIndex = conds.findIndex((c, i) => i !== refIndex && plain(c) && c.eq!.values.every((v) => PATIENT_COMBINED.some((p) => v.startsWith(`${p}${SEP}`))));
+  if (tokenIndex < 0) return conds;
+  const refs = conds[refIndex]!.eq!.values;
+  const tokens = conds[tokenIndex]!.eq!.values;
+  if (refs.length * tokens.length > 5000) return conds;
+  const combined: Condition = { eq: { field: 'tk', values: refs.flatMap((r) => tokens.map((t) => `${r}${COMBO}${t}`)) } };
+  return [combined, ...conds.filter((_, i) => i !== refIndex && i !== tokenIndex)];
 }
 
 /** `_has` criteria after the others, so they can start from the others' (usually fewer) matches. */

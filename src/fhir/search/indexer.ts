@@ -1,6 +1,7 @@
 import { evalFhirPathTyped, type TypedValue } from '@medplum/core';
 import { EXACT, PREFIX_MAX, PRESENT, SEP, SYS, emptyIndex, tokenKeys, type SearchIndex } from './index-entry.js';
 import type { ParamDef, SearchParameterRegistry } from './parameters.js';
+import { patientCompartment } from './compartment.js';
 import { MAX_INSTANT, MIN_INSTANT, UCUM_SYSTEM, canonicalQuantity, dateRange, fold, instantKey, numberKey } from './values.js';
 
 /**
@@ -11,6 +12,20 @@ export const SORTABLE = new Set(['string', 'token', 'date', 'number', 'quantity'
 
 /** Separates a composite's components inside one key. */
 export const COMP = '\u0003';
+/**
+ * Token parameters also stored combined with the patient a resource belongs to (`patient SEP Patient/1
+ * COMBO code SEP system SYS value`), so "this patient's glucose results" is one equality: one GIN lookup
+ * on FerretDB that returns only the matching rows, instead of all the patient's rows or all glucose rows.
+ */
+export const PATIENT_COMBINED = ['code', 'category', 'status'];
+export const COMBO = '\u0005';
+
+/** Reference parameters that tie a resource to a patient: the compartment's links, and `patient` itself. */
+export function patientLinks(type: string): string[] | undefined {
+  const links = patientCompartment().get(type);
+  return links ? [...new Set([...links, 'patient'])] : undefined;
+}
+
 /** Marks the canonical UCUM copy of a quantity (its unit part ends with SYS + this). */
 export const CANONICAL = '*';
 
@@ -46,6 +61,12 @@ export class ResourceIndexer {
         continue; // an expression that cannot apply to this content indexes nothing
       }
       if (values.length) addValues(ix, p, values);
+    }
+    const links = patientLinks(type);
+    if (links) {
+      const refs = ix.tk.filter((k) => links.some((p) => k.startsWith(`${p}${SEP}Patient/`)));
+      const tokens = ix.tk.filter((k) => PATIENT_COMBINED.some((c) => k.startsWith(`${c}${SEP}`)) && !k.endsWith(PRESENT));
+      for (const r of refs) for (const t of tokens) ix.tk.push(`${r}${COMBO}${t}`);
     }
     ix.tk = [...new Set(ix.tk)];
     ix.st = [...new Set(ix.st)];

@@ -1,6 +1,6 @@
 import type { Resource } from '@medplum/fhirtypes';
 import type { Operation } from 'fast-json-patch';
-import type { SearchRequest, SearchResult } from '../search/engine.js';
+import type { SearchRequest, SearchRestriction, SearchResult } from '../search/engine.js';
 import type { HistoryPage, HistoryQuery, ResourceVersion, WriteOptions, WriteResult } from './types.js';
 
 /**
@@ -34,5 +34,5 @@ export interface FhirRepository {
   /** FHIR search (type, system or compartment level); see search/engine.ts. */
   search(req: SearchRequest): Promise<SearchResult>;
   /** Current (not deleted) resources matching search criteria, at most `limit` (0: only check the criteria). */
-  findByCriteria(resourceType: string, criteria: string, limit: number): Promise<ResourceVersion[]>;
+  findByCriteria(resourceType: string, criteria: string, limit: number, restrict?: SearchRestriction): Promise<ResourceVersion[]>;
 }

@@ -88,6 +88,16 @@ export class Collections {
     return p;
   }
 
+  /**
+   * Number of current documents of a type, cheaply: MongoDB reads it from metadata; FerretDB 1.x answers
+   * `count`/`estimatedDocumentCount` by decoding every document (minutes at 350k), `collStats` by SQL.
+   */
+  async approximateCount(type: string): Promise<number> {
+    if (this.multikeyIndexes) return this.current(type).estimatedDocumentCount();
+    const stats = await this.db.command({ collStats: this.currentName(type) }).catch(() => undefined);
+    return typeof stats?.count === 'number' ? stats.count : this.current(type).estimatedDocumentCount();
+  }
+
   /** Resource types that have ever been stored (they have a history collection). */
   async storedTypes(): Promise<string[]> {
     const names = await this.db.listCollections({}, { nameOnly: true }).toArray();

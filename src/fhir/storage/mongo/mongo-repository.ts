@@ -4,7 +4,7 @@ import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import jsonpatch, { type Operation } from 'fast-json-patch';
 import { errors } from '../../outcomes.js';
 import { WITHOUT_INDEX, type Indexer, type SearchIndex } from '../../search/index-entry.js';
-import type { SearchEngine, SearchRequest, SearchResult } from '../../search/engine.js';
+import type { SearchEngine, SearchRequest, SearchRestriction, SearchResult } from '../../search/engine.js';
 import type { FhirRepository } from '../repository.js';
 import { FHIR_ID, type HistoryPage, type HistoryQuery, type ResourceVersion, type WriteOptions, type WriteResult } from '../types.js';
 import { type Collections, type CurrentDoc, toVersion } from './documents.js';
@@ -213,11 +213,11 @@ export class MongoRepository implements FhirRepository {
     return this.deps.collections.storedTypes();
   }
 
-  async findByCriteria(resourceType: string, criteria: string, limit: number): Promise<ResourceVersion[]> {
+  async findByCriteria(resourceType: string, criteria: string, limit: number, restrict?: SearchRestriction): Promise<ResourceVersion[]> {
     this.checkType(resourceType);
     await this.uow?.flush();
     const params = [...new URLSearchParams(criteria.startsWith('?') ? criteria.slice(1) : criteria)];
-    const docs = await this.deps.search.findDocs(resourceType, params, limit, this.uow?.session);
+    const docs = await this.deps.search.findDocs(resourceType, params, limit, this.uow?.session, undefined, [], restrict);
     return docs.map(toVersion);
   }
 

@@ -1,0 +1,41 @@
+import type Provider from 'oidc-provider';
+import { errors } from '../fhir/outcomes.js';
+import type { AccessContext } from './access-policy.js';
+import type { AccountDirectory } from './accounts-port.js';
+import { parseScopes } from './smart-scopes.js';
+
+/**
+ * Turns `Authorization: Bearer …` into who is asking. Tokens are opaque and looked up in the shared store,
+ * so a revoked or expired token fails at once in every process (RFC 6750: 401 with `WWW-Authenticate`).
+ */
+export async function accessContextOf(
+  authorization: string | undefined,
+  provider: Provider,
+  accounts: AccountDirectory,
+  fhirBase: string,
+): Promise<AccessContext> {
+  if (!authorization) throw errors.unauthorized('This request needs an access token (Authorization: Bearer …)');
+  const m = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(authorization);
+  if (!m) throw errors.unauthorized('The Authorization header is not a Bearer token', 'invalid_token');
+  const value = m[1]!;
+  const token: any = (await provider.AccessToken.find(value)) ?? (await provider.ClientCredentials.find(value));
+  if (!token || token.isExpired) throw errors.unauthorized('The access token is unknown, expired or revoked', 'invalid_token');
+  const audiences = Array.isArray(token.aud) ? token.aud : [token.aud];
+  if (!audiences.includes(fhirBase)) throw errors.unauthorized(`The access token is not for ${fhirBase}`, 'invalid_token');
+  if (token.grantId && token.kind === 'AccessToken') {
+    // A token of a revoked grant (e.g. a refresh token reused) must stop working too.
+    const grant = await provider.Grant.find(token.grantId);
+    if (!grant) throw errors.unauthorized('The access token was revoked', 'invalid_token');
+  }
+  const extra = (token.extra ?? {}) as { patient?: string; fhirUser?: string };
+  const account = token.accountId ? await accounts.findById(token.accountId) : undefined;
+  if (token.accountId && !account) throw errors.unauthorized('The account of this token no longer exists', 'invalid_token');
+  return {
+    clientId: token.clientId,
+    scopes: parseScopes(token.scope),
+    patient: extra.patient,
+    fhirUser: account?.fhirUser,
+    role: account?.kind,
+    organization: account?.organization,
+  };
+}
