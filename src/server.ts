@@ -195,10 +195,19 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       passwordResetTtlMs: config.passwordResetTtlMs,
       passwordResetUrl: config.passwordResetUrl,
     });
-    app.use(accountRoutes(accounts).routes());
-    // --- accounts: end ---
     // SMART authorization server: discovery, /auth endpoints and pages; FHIR requests get a scoped repository.
     const auth = new SmartAuth({ db: mongo.db, repo, indexer, accounts: accountDirectory(accounts), logger, allowLoopbackFetch: config.nodeEnv === 'test' });
+    app.use(
+      accountRoutes(accounts, {
+        // A signed-in user changes their password with their access token.
+        authenticateRequest: async (ctx) => {
+          if (!ctx.get('authorization')) return undefined;
+          const access = await auth.accessContext(ctx.get('authorization'));
+          return access.accountId ? accounts.findById(access.accountId) : undefined;
+        },
+      }).routes(),
+    );
+    // --- accounts: end ---
     for (const middleware of auth.routes(FHIR_MOUNT)) app.use(middleware);
     const fhir = new Router({ prefix: FHIR_MOUNT });
     const endpoint = fhirEndpoint({
@@ -208,11 +217,12 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       maxFormBytes: config.maxBodySize,
       authorize: async (req) => {
         const access = await auth.accessContext(req.headers.authorization);
-        return { repo: auth.repositoryFor(access), caller: access.clientId };
+        return { repo: auth.repositoryFor(access), access };
       },
       // Only GET /metadata runs without a scoped repository, and it reads none.
-      context: (ctx, scoped) => ({
-        repo: scoped ?? unavailableRepository,
+      context: (ctx, caller) => ({
+        repo: caller?.repo ?? unavailableRepository,
+        access: caller?.access,
         searchDefaultCount: config.searchDefaultCount,
         searchMaxCount: config.searchMaxCount,
         maxBundleEntries: config.maxBundleEntries,

@@ -10,6 +10,8 @@ export type AccountKind = 'patient' | 'practitioner' | 'hospital-admin' | 'syste
 /** Who is asking, from a validated access token. */
 export interface AccessContext {
   clientId: string;
+  /** The signed-in account, absent for backend services. */
+  accountId?: string;
   scopes: ResourceScope[];
   /** Launch context patient id (`patient/` scopes act on its compartment). */
   patient?: string;

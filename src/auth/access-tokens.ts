@@ -32,6 +32,7 @@ export async function accessContextOf(
   if (token.accountId && !account) throw errors.unauthorized('The account of this token no longer exists', 'invalid_token');
   return {
     clientId: token.clientId,
+    accountId: token.accountId,
     scopes: parseScopes(token.scope),
     patient: extra.patient,
     fhirUser: account?.fhirUser,

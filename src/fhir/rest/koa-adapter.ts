@@ -2,6 +2,7 @@ import type { Context, Next } from 'koa';
 import { errors } from '../outcomes.js';
 import type { FhirRequest, FhirResponse, HandlerContext } from './types.js';
 import type { FhirRepository } from '../storage/repository.js';
+import type { AccessContext } from '../../auth/access-policy.js';
 import type { KeyValueStore } from '../../infra/redis.js';
 import { idempotent } from './idempotency.js';
 
@@ -15,12 +16,12 @@ const JSON_TYPES = /^(application\/(fhir\+json|json|json-patch\+json))\s*(;|$)/i
 export function fhirEndpoint(opts: {
   mountPath: string;
   publicBaseUrl: () => string;
-  context: (ctx: Context, repo: FhirRepository | undefined) => HandlerContext;
+  context: (ctx: Context, auth: { repo: FhirRepository; access: AccessContext } | undefined) => HandlerContext;
   /**
    * The repository for an authenticated request (the caller's access policy inside it), or a 401/403.
    * Only the CapabilityStatement is served without it.
    */
-  authorize: (req: FhirRequest) => Promise<{ repo: FhirRepository; caller: string }>;
+  authorize: (req: FhirRequest) => Promise<{ repo: FhirRepository; access: AccessContext }>;
   idempotency: { kv: KeyValueStore; ttlMs: number };
   maxFormBytes?: number;
 }) {
@@ -45,9 +46,9 @@ export function fhirEndpoint(opts: {
     };
     const isPublic = req.method === 'GET' || req.method === 'HEAD' ? segments.length === 1 && segments[0] === 'metadata' : false;
     const auth = isPublic ? undefined : await opts.authorize(req);
-    const handlerContext = opts.context(ctx, auth?.repo);
+    const handlerContext = opts.context(ctx, auth);
     // Idempotency keys are per caller: another client's key must never replay this client's response.
-    const res = await idempotent(opts.idempotency.kv, opts.idempotency.ttlMs, req, () => handlerContext.dispatch(req, handlerContext), auth?.caller ?? 'anonymous');
+    const res = await idempotent(opts.idempotency.kv, opts.idempotency.ttlMs, req, () => handlerContext.dispatch(req, handlerContext), auth?.access.clientId ?? 'anonymous');
     writeResponse(ctx, res);
   };
 }

@@ -1,5 +1,6 @@
 import type { CapabilityStatement, Resource } from '@medplum/fhirtypes';
 import type { FhirRepository } from '../storage/repository.js';
+import type { AccessContext } from '../../auth/access-policy.js';
 
 /** A FHIR request with no trace of the web framework: the REST handlers see only this. */
 export interface FhirRequest {
@@ -24,7 +25,10 @@ export interface FhirResponse {
 }
 
 export interface HandlerContext {
+  /** The caller's repository: their access policy is inside it (see auth/scoped-repository.ts). */
   repo: FhirRepository;
+  /** Who is calling (from the access token); absent only for the public /metadata. */
+  access?: AccessContext;
   searchDefaultCount: number;
   searchMaxCount: number;
   capabilityStatement: () => CapabilityStatement;
