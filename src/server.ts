@@ -19,8 +19,20 @@ import { AccountService } from './accounts/account-service.js';
 import { accountRoutes } from './accounts/routes.js';
 import type { Account } from './accounts/account-store.js';
 import { SmartAuth } from './auth/smart-auth.js';
+import { BookingService, bookingWriteRules } from './scheduling/booking.js';
 import type { AccountDirectory, AccountInfo } from './auth/accounts-port.js';
 // --- end accounts ---
+// --- notifications, jobs, reviews (imports) ---
+import { initJobs, type Jobs } from './jobs/job-runner.js';
+import { jobDefinitions } from './jobs/registry.js';
+import { NotificationStore } from './notifications/notification-store.js';
+import { NotificationService } from './notifications/notification-service.js';
+import { Reminders } from './notifications/reminders.js';
+import { AppointmentNotices } from './notifications/appointment-notices.js';
+import { preferenceRoutes } from './notifications/routes.js';
+import { PractitionerRatings } from './reviews/practitioner-rating.js';
+import { reviewsContext } from './reviews/review-context.js';
+// --- end notifications, jobs, reviews ---
 import { fhirEndpoint } from './fhir/rest/koa-adapter.js';
 import { dispatch } from './fhir/rest/dispatch.js';
 import { runtimeCapabilityStatement } from './fhir/capability.js';
@@ -65,6 +77,11 @@ export interface RunningServer {
   mailer: Mailer;
   /** The SMART authorization server (client registration, launches, tokens). */
   auth: SmartAuth;
+  booking: BookingService;
+  /** Durable jobs (jobs/job-runner.ts) and the reminder/notice ports the booking workflow calls. */
+  jobs: Jobs;
+  reminders: Reminders;
+  notifications: NotificationService;
   close(): Promise<void>;
 }
 
@@ -130,6 +147,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let pgIndexes: FerretPostgresIndexes | undefined;
   let custom: CustomSearchParameters | undefined;
   let mailer: Mailer | undefined;
+  let holdSweep: NodeJS.Timeout | undefined;
+  let jobs: Jobs | undefined;
   try {
     const storage = createCollections(mongo.db, mongo.isFerretDB, config.ferretdbPostgresUrl, logger);
     pgIndexes = storage.pgIndexes;
@@ -152,6 +171,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     let repoRef: FhirRepository | undefined;
     custom = new CustomSearchParameters(mongo.db, cols, registry, indexer, () => repoRef!, logger, {
       pollMs: config.reindexPollMs, leaseMs: 30_000, batchSize: config.reindexBatchSize, runJobs: config.reindexWorker,
+      idsAfter: pgIndexes ? (collection, after, limit) => pgIndexes!.idsAfter(collection, after, limit) : undefined,
     });
     engine.pendingReindex = (types) => custom!.pendingFor(types);
     const repo = new MongoRepository({
@@ -209,6 +229,40 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     );
     // --- accounts: end ---
     for (const middleware of auth.routes(FHIR_MOUNT)) app.use(middleware);
+    // Scheduling: booking decisions by slot claims; plain Appointment writes follow the same rules.
+    const booking = new BookingService(mongo.db, repo, { holdMs: config.holdMs, horizonDays: config.bookingHorizonDays, cancelCutoffMs: config.cancellationCutoffMs });
+    auth.writeRules = (access) => bookingWriteRules(booking, access);
+    holdSweep = setInterval(() => void booking.releaseLapsedHolds().catch((err) => logger.warn({ err }, 'releasing lapsed holds failed')), Math.min(config.holdMs, 30_000));
+    holdSweep.unref();
+    // --- scheduling/practitioners: begin ---
+    // Practitioner onboarding rules (roles pending until $verify, licences unique per issuer) wrap every request's
+    // scoped repository, so REST, Bundles and operations cannot skip them; the ports serve $verify/$generate-slots.
+    // (Imported here to keep this wiring in one block.)
+    const { PractitionerWrites } = await import('./scheduling/practitioner-writes.js');
+    const scopedRepositoryFor = auth.repositoryFor.bind(auth);
+    auth.repositoryFor = (access, base) => new PractitionerWrites(scopedRepositoryFor(access, base), access, { system: repo, notify: (to, mail) => accounts.notify(to, mail) });
+    // --- scheduling/practitioners: end ---
+    // --- notifications, jobs, reviews: begin ---
+    // Notices go out on the channels each user chose (preferences at /auth/preferences); reminders, booking
+    // notices and no-show marking run as durable jobs in any process, each once (jobs/job-runner.ts says why not agenda). Jobs and the rating recompute
+    // use the server's repository: they act for the organization, not for a caller.
+    const notificationStore = new NotificationStore(mongo.db);
+    await notificationStore.init();
+    const notifications = new NotificationService({ repo, mailer, store: notificationStore, logger });
+    jobs = await initJobs({
+      db: mongo.db, logger, enabled: config.jobsEnabled, pollMs: config.jobsPollMs, lockLifetimeMs: 10 * 60_000,
+      definitions: jobDefinitions({ repo, notifications, logger, noShowGraceMinutes: config.noShowGraceMinutes, noShowEveryMs: 5 * 60_000 }),
+    });
+    const reminders = new Reminders({ jobs, offsetsMs: config.reminderOffsetsMs });
+    booking.hooks = new AppointmentNotices({ jobs, reminders }).hooks(logger);
+    app.use(preferenceRoutes(notificationStore, {
+      unavailable: ['sms', 'push'],
+      authenticate: async (ctx) => (ctx.get('authorization') ? auth.accessContext(ctx.get('authorization')) : undefined),
+    }).routes());
+    const ratings = new PractitionerRatings({ repo, logger });
+    await ratings.ensureDefinitions(config.ratingSearchParameter);
+    app.use(reviewsContext(ratings)); // Appointment/$review finds this server's rating service here
+    // --- notifications, jobs, reviews: end ---
     const fhir = new Router({ prefix: FHIR_MOUNT });
     const endpoint = fhirEndpoint({
       mountPath: FHIR_MOUNT,
@@ -223,6 +277,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       context: (ctx, caller) => ({
         repo: caller?.repo ?? unavailableRepository,
         access: caller?.access,
+        booking,
         searchDefaultCount: config.searchDefaultCount,
         searchMaxCount: config.searchMaxCount,
         maxBundleEntries: config.maxBundleEntries,
@@ -255,9 +310,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const store = kv;
     const mail = mailer;
     return {
-      server, url, mongo, kv: store, repo, search: engine, customParameters: custom!, accounts, mailer: mail, auth,
+      server, url, mongo, kv: store, repo, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications,
       async close() {
+        clearInterval(holdSweep);
         await drain(server, config.shutdownTimeoutMs);
+        await jobs!.close(config.shutdownTimeoutMs); // running jobs finish while mail and MongoDB are still open
         await accounts.idle(); // e-mails of the last requests
         await mail.close();
         await custom?.stop();
@@ -267,6 +324,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       },
     };
   } catch (err) {
+    clearInterval(holdSweep);
+    await jobs?.close(1000).catch(() => undefined);
     await mailer?.close().catch(() => undefined);
     await custom?.stop().catch(() => undefined);
     await pgIndexes?.close().catch(() => undefined);

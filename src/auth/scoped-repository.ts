@@ -8,6 +8,16 @@ import type { HistoryPage, HistoryQuery, ResourceVersion, WriteOptions, WriteRes
 import type { AccessPolicy } from './access-policy.js';
 
 type Obj = Record<string, unknown>;
+
+/**
+ * Workflow rules on plain writes, so REST and Bundles cannot bypass a domain workflow: a create may be
+ * taken over (POST Appointment with a Slot books it), an update refused (an Appointment's status changes
+ * only through its lifecycle operations).
+ */
+export interface WriteRules {
+  create?(resource: Resource, repo: ScopedRepository, opts?: { id?: string }): Promise<WriteResult | undefined>;
+  update?(current: Obj, next: Obj): void;
+}
 const parse = (v: ResourceVersion): Obj => JSON.parse(v.json!) as Obj;
 
 /**
@@ -22,12 +32,15 @@ export class ScopedRepository implements FhirRepository {
   constructor(
     private readonly inner: FhirRepository,
     readonly policy: AccessPolicy,
+    private readonly rules: WriteRules = {},
   ) {
     this.supportsTransactions = inner.supportsTransactions;
   }
 
   async create(resource: Resource, opts?: { ifNoneExist?: string; id?: string }): Promise<WriteResult> {
     const type = resource.resourceType;
+    const taken = opts?.ifNoneExist === undefined ? await this.rules.create?.(resource, this, opts) : undefined;
+    if (taken) return taken;
     if (opts?.ifNoneExist !== undefined) this.policy.scopesFor(type, 's');
     await this.policy.require(type, opts?.id ?? '(new)', resource as unknown as Obj, 'c');
     if (opts?.ifNoneExist !== undefined) {
@@ -60,7 +73,13 @@ export class ScopedRepository implements FhirRepository {
   async update(resource: Resource, opts?: WriteOptions): Promise<WriteResult> {
     const type = resource.resourceType;
     const id = resource.id!;
-    await this.checkExisting(type, id, 'u');
+    const current = await this.checkExisting(type, id, 'u');
+    if (current) this.rules.update?.(parse(current), resource as unknown as Obj);
+    else {
+      // Update-as-create follows the same workflow rules as a create.
+      const taken = await this.rules.create?.(resource, this, { id });
+      if (taken) return taken;
+    }
     await this.policy.require(type, id, resource as unknown as Obj, 'u'); // SMART: update-as-create is `u` too
     return this.inner.update(resource, opts);
   }
@@ -85,6 +104,7 @@ export class ScopedRepository implements FhirRepository {
     } catch {
       return this.inner.patch(type, id, operations, opts); // the repository reports the patch error
     }
+    this.rules.update?.(parse(current), patched);
     await this.policy.require(type, id, patched, 'u');
     return this.inner.patch(type, id, operations, opts);
   }
@@ -130,7 +150,7 @@ export class ScopedRepository implements FhirRepository {
   }
 
   transaction<T>(fn: (tx: FhirRepository) => Promise<T>): Promise<T> {
-    return this.inner.transaction((tx) => fn(new ScopedRepository(tx, this.policy)));
+    return this.inner.transaction((tx) => fn(new ScopedRepository(tx, this.policy, this.rules)));
   }
 
   storedTypes(): Promise<string[]> {

@@ -15,7 +15,7 @@ import type { AccountDirectory } from './accounts-port.js';
 import { interactionRoutes } from './interactions.js';
 import { LaunchContexts } from './launch-contexts.js';
 import { createProvider } from './provider.js';
-import { ScopedRepository } from './scoped-repository.js';
+import { ScopedRepository, type WriteRules } from './scoped-repository.js';
 import { smartConfiguration } from './smart-configuration.js';
 import { isGrantableScope } from './smart-scopes.js';
 
@@ -123,8 +123,11 @@ export class SmartAuth {
 
   /** The repository for one request: every interaction goes through the caller's access policy. */
   repositoryFor(access: AccessContext, base: FhirRepository = this.o.repo): FhirRepository {
-    return new ScopedRepository(base, new AccessPolicy(access, this.o.repo, this.o.indexer));
+    return new ScopedRepository(base, new AccessPolicy(access, this.o.repo, this.o.indexer), this.writeRules(access));
   }
+
+  /** Workflow rules on plain writes (set by the composition root). */
+  writeRules: (access: AccessContext) => WriteRules = () => ({});
 
   /** Registers (or replaces) a client; returns its metadata with the generated id and secret. */
   async registerClient(r: ClientRegistration): Promise<Record<string, unknown>> {

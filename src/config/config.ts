@@ -39,6 +39,22 @@ export interface Config {
   reindexPollMs: number;
   /** Resources re-indexed per checkpoint. */
   reindexBatchSize: number;
+  /** How long `Appointment/$hold` keeps a slot. */
+  holdMs: number;
+  /** How far ahead slots may be booked. */
+  bookingHorizonDays: number;
+  /** Patients may cancel until this long before the start. */
+  cancellationCutoffMs: number;
+  /** Run due background jobs (reminders, notices, no-show marking) in this process; any number of processes may. */
+  jobsEnabled: boolean;
+  /** How often a process looks for due jobs. */
+  jobsPollMs: number;
+  /** Appointment reminders go out this long before the start, one per offset (REMINDER_OFFSETS, e.g. 24h,2h,30m). */
+  reminderOffsetsMs: number[];
+  /** A booked appointment is marked no-show this long after its end without arrival. */
+  noShowGraceMinutes: number;
+  /** Load the product's `Practitioner?rating` SearchParameter at start when absent (false: a deployment defines its own). */
+  ratingSearchParameter: boolean;
   /** SMTP server for outgoing e-mail (smtp:// or smtps://); unset: e-mails are written to the log. */
   smtpUrl: string | undefined;
   /** Sender of outgoing e-mail, e.g. `Medivoy <no-reply@example.org>`. */
@@ -71,6 +87,13 @@ export function parseSize(value: string): number | undefined {
   const unit = (m[2] ?? 'b').toLowerCase();
   const factor = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }[unit as 'b'];
   return Math.floor(Number(m[1]) * factor);
+}
+
+/** Parses a duration such as `30s`, `30m`, `2h` or `1d` into milliseconds (a unit is required). */
+export function parseDuration(value: string): number | undefined {
+  const m = /^\s*(\d+)\s*(s|m|h|d)\s*$/i.exec(value);
+  if (!m) return undefined;
+  return Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2]!.toLowerCase() as 's'];
 }
 
 /** Builds the configuration from an environment, throwing one ConfigError naming every bad variable. */
@@ -152,12 +175,25 @@ export function loadConfig(env: Env = process.env): Config {
   const reindexWorker = oneOf('REINDEX_WORKER', ['true', 'false'] as const, 'true') === 'true';
   const reindexPollMs = int('REINDEX_POLL_MS', 5000, 100, 600000);
   const reindexBatchSize = int('REINDEX_BATCH_SIZE', 200, 1, 10000);
+  const holdMs = int('HOLD_SECONDS', 600, 1, 86400) * 1000;
+  const bookingHorizonDays = int('BOOKING_HORIZON_DAYS', 90, 1, 3650);
+  const cancellationCutoffMs = int('CANCELLATION_CUTOFF_MINUTES', 24 * 60, 0, 30 * 24 * 60) * 60_000;
   let ferretdbPostgresUrl: string | undefined;
   if (env.FERRETDB_POSTGRES_URL) {
     if (!/^postgres(ql)?:\/\//.test(env.FERRETDB_POSTGRES_URL)) problems.push('FERRETDB_POSTGRES_URL must be a postgres:// URL');
     else ferretdbPostgresUrl = env.FERRETDB_POSTGRES_URL;
   }
 
+  const jobsEnabled = oneOf('JOBS_ENABLED', ['true', 'false'] as const, 'true') === 'true';
+  const jobsPollMs = int('JOBS_POLL_MS', 5000, 100, 600000);
+  let reminderOffsetsMs = [24 * 3_600_000, 2 * 3_600_000, 30 * 60_000];
+  if (env.REMINDER_OFFSETS) {
+    const parsed = env.REMINDER_OFFSETS.split(',').map((x) => parseDuration(x));
+    if (parsed.some((x) => x === undefined || x <= 0)) problems.push(`REMINDER_OFFSETS=${JSON.stringify(env.REMINDER_OFFSETS)} must be durations such as 24h,2h,30m (units s, m, h, d)`);
+    else reminderOffsetsMs = [...new Set(parsed as number[])].sort((a, b) => b - a);
+  }
+  const noShowGraceMinutes = int('NOSHOW_GRACE_MINUTES', 15, 0, 24 * 60);
+  const ratingSearchParameter = oneOf('RATING_SEARCH_PARAMETER', ['true', 'false'] as const, 'true') === 'true';
   const smtpUrl = url('SMTP_URL', ['smtp:', 'smtps:']);
   const mailFrom = env.MAIL_FROM || 'Medivoy <no-reply@medivoy.local>';
   if (!/^[^\s@<>]+@[^\s@<>]+$|<[^\s@<>]+@[^\s@<>]+>$/.test(mailFrom)) problems.push(`MAIL_FROM=${JSON.stringify(mailFrom)} must be an address such as Medivoy <no-reply@example.org>`);
@@ -172,6 +208,8 @@ export function loadConfig(env: Env = process.env): Config {
     nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, redisUrl, logLevel, maxBodySize, corsOrigins,
     searchDefaultCount, searchMaxCount, maxBundleEntries, shutdownTimeoutMs, idempotencyTtlMs,
     searchCursorTtlMs, searchMaxIncludes, ferretdbPostgresUrl, reindexWorker, reindexPollMs, reindexBatchSize,
+    holdMs, bookingHorizonDays, cancellationCutoffMs,
+    jobsEnabled, jobsPollMs, reminderOffsetsMs, noShowGraceMinutes, ratingSearchParameter,
     smtpUrl, mailFrom, authMaxFailures, authMaxFailuresPerIp, authLockoutMs, passwordResetTtlMs, passwordResetUrl,
   };
 }

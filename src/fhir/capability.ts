@@ -3,6 +3,7 @@ import type { CapabilityStatement, CapabilityStatementRestResource } from '@medp
 import { routes, type Route } from './rest/routes.js';
 import { SearchParameterRegistry } from './search/parameters.js';
 
+const HL7_OPERATIONS = new Set(['validate', 'everything']);
 const FILE = new URL('../../capability-statement.json', import.meta.url);
 
 /** Type-level and instance-level interaction codes of the route table, in spec order. */
@@ -40,7 +41,13 @@ export function deriveCapabilityStatement(resourceTypes: string[], base: Capabil
             .map((p) => ({ name: p.code, type: p.type as 'token', ...(p.url ? { definition: p.url } : {}) })),
         }
       : {}),
-    operation: operationsOf(type).map((name) => ({ name, definition: `http://hl7.org/fhir/OperationDefinition/${name === 'validate' ? 'Resource' : type}-${name}` })),
+    operation: operationsOf(type).map((name) => ({
+      name,
+      // HL7's own operations by their canonical; ours (scheduling, reviews) under the product's namespace.
+      definition: name === 'validate' ? 'http://hl7.org/fhir/OperationDefinition/Resource-validate'
+        : HL7_OPERATIONS.has(name) ? `http://hl7.org/fhir/OperationDefinition/${type}-${name}`
+          : `http://medivoy.example/fhir/OperationDefinition/${type}-${name}`,
+    })),
   }) satisfies CapabilityStatementRestResource);
   const systemInteractions = [
     ...new Set(routes.filter((r) => r.pattern[0] !== ':type' && r.interaction !== 'capabilities').flatMap((r) => [r.interaction, ...(r.alsoDeclares ?? [])])),

@@ -7,6 +7,13 @@ import { validate } from './handlers/validate.js';
 import { metadata } from './handlers/metadata.js';
 import { bundle } from './handlers/bundle.js';
 import { patientEverything } from '../operations/patient-everything.js';
+import { reviewAppointment } from '../../reviews/review-appointment.js';
+import {
+  arriveOperation, bookOperation, cancelOperation, completeOperation, confirmOperation, findOperation, holdOperation, noshowOperation, rescheduleOperation,
+} from '../operations/appointment-operations.js';
+
+import { verifyPractitionerRole } from '../../scheduling/verify-practitioner-role.js';
+import { generateSlotsOperation } from '../../scheduling/generate-slots-operation.js';
 
 /** CapabilityStatement interaction codes (R4 `TypeRestfulInteraction` / `SystemRestfulInteraction`). */
 export type InteractionCode =
@@ -53,6 +60,23 @@ export const routes: Route[] = [
   { method: 'GET', pattern: [':type', '$everything'], interaction: 'operation', operation: 'everything', types: ['Patient'], handler: patientEverything },
   { method: 'GET', pattern: [':type', ':id', '$everything'], interaction: 'operation', operation: 'everything', types: ['Patient'], handler: patientEverything },
   { method: 'GET', pattern: [':type', ':id', '_history', ':vid'], interaction: 'vread', handler: vread },
+  // Scheduling (Appointment): find, hold, book and the lifecycle steps.
+  { method: 'GET', pattern: [':type', '$find'], interaction: 'operation', operation: 'find', types: ['Appointment'], handler: findOperation },
+  { method: 'POST', pattern: [':type', '$find'], interaction: 'operation', operation: 'find', types: ['Appointment'], handler: findOperation },
+  { method: 'POST', pattern: [':type', '$hold'], interaction: 'operation', operation: 'hold', types: ['Appointment'], handler: holdOperation },
+  { method: 'POST', pattern: [':type', '$book'], interaction: 'operation', operation: 'book', types: ['Appointment'], handler: bookOperation },
+  { method: 'POST', pattern: [':type', ':id', '$book'], interaction: 'operation', operation: 'book', types: ['Appointment'], handler: bookOperation },
+  { method: 'POST', pattern: [':type', ':id', '$confirm'], interaction: 'operation', operation: 'confirm', types: ['Appointment'], handler: confirmOperation },
+  { method: 'POST', pattern: [':type', ':id', '$arrive'], interaction: 'operation', operation: 'arrive', types: ['Appointment'], handler: arriveOperation },
+  { method: 'POST', pattern: [':type', ':id', '$complete'], interaction: 'operation', operation: 'complete', types: ['Appointment'], handler: completeOperation },
+  { method: 'POST', pattern: [':type', ':id', '$cancel'], interaction: 'operation', operation: 'cancel', types: ['Appointment'], handler: cancelOperation },
+  { method: 'POST', pattern: [':type', ':id', '$noshow'], interaction: 'operation', operation: 'noshow', types: ['Appointment'], handler: noshowOperation },
+  { method: 'POST', pattern: [':type', ':id', '$reschedule'], interaction: 'operation', operation: 'reschedule', types: ['Appointment'], handler: rescheduleOperation },
+  // Practitioner onboarding and availability (scheduling/): verification of a role, slot generation for one role.
+  { method: 'POST', pattern: [':type', ':id', '$verify'], interaction: 'operation', operation: 'verify', types: ['PractitionerRole'], handler: verifyPractitionerRole },
+  { method: 'POST', pattern: [':type', ':id', '$generate-slots'], interaction: 'operation', operation: 'generate-slots', types: ['PractitionerRole'], handler: generateSlotsOperation },
+  // Reviews: the patient of a fulfilled appointment rates its practitioner (reviews/review-appointment.ts).
+  { method: 'POST', pattern: [':type', ':id', '$review'], interaction: 'operation', operation: 'review', types: ['Appointment'], handler: reviewAppointment },
 ];
 
 export interface RouteMatch {

@@ -16,7 +16,7 @@ export interface ReindexJob {
   parameter: string;
   task: string;
   types: string[];
-  /** Checkpoint: index into `types` and the last `_id` done there. */
+  /** Checkpoint: index into `types`; documents done are stamped with the job id (`ixj`). */
   typeIndex: number;
   lastId: string | null;
   processed: number;
@@ -38,6 +38,8 @@ export interface CustomParameterOptions {
   batchSize: number;
   /** Run reindex jobs in this process. */
   runJobs: boolean;
+  /** Ids in `_id` order straight from the engine's storage, where that is cheaper than a sorted find (FerretDB on PostgreSQL). */
+  idsAfter?: (collection: string, after: string | null, limit: number) => Promise<string[]>;
 }
 
 /**
@@ -82,6 +84,7 @@ export class CustomSearchParameters {
   /** Repository hook: a SearchParameter was created, updated or deleted. */
   onChange = async (version: ResourceVersion): Promise<void> => {
     const key = `SearchParameter/${version.id}`;
+    if (!this.newer(version.id, Number(version.versionId))) return;
     if (version.deleted || !version.json) {
       this.registry.unregister(version.id);
       return;
@@ -124,9 +127,11 @@ export class CustomSearchParameters {
   /** Picks up SearchParameters other processes wrote since the last look. */
   async refresh(): Promise<void> {
     const col = this.collections.current('SearchParameter');
-    const docs = await col.find({ lu: { $gte: this.seenUpTo } }, { projection: { id: 1, json: 1, lu: 1, del: 1 } }).toArray();
+    const docs = await col.find({ lu: { $gte: this.seenUpTo } }, { projection: { id: 1, v: 1, json: 1, lu: 1, del: 1 } }).toArray();
     for (const d of docs) {
       if (d.lu > this.seenUpTo) this.seenUpTo = d.lu;
+      // Only a version newer than the one applied (a poll can read a version this process already replaced).
+      if (!this.newer(d.id, d.v)) continue;
       if (d.del || !d.json) this.registry.unregister(d.id);
       else {
         const sp = JSON.parse(d.json) as SearchParameter;
@@ -134,6 +139,15 @@ export class CustomSearchParameters {
         else if (!this.registry.customParameters().some((c) => c.id === sp.id && c.meta?.versionId === sp.meta?.versionId)) this.registry.register(sp);
       }
     }
+  }
+
+  private readonly applied = new Map<string, number>();
+
+  /** Records that version `v` of a SearchParameter is being applied; false if a newer one already was. */
+  private newer(id: string, v: number): boolean {
+    if ((this.applied.get(id) ?? 0) >= v) return false;
+    this.applied.set(id, v);
+    return true;
   }
 
   private async tick(): Promise<void> {
@@ -173,27 +187,60 @@ export class CustomSearchParameters {
       while (job.typeIndex < job.types.length && !this.stopped) {
         const type = job.types[job.typeIndex]!;
         const col = this.collections.current(type);
-        const docs = await col.find(job.lastId ? { _id: { $gt: job.lastId } } : {}, { projection: { _id: 1, v: 1, json: 1, del: 1 } }).sort({ _id: 1 }).limit(this.opts.batchSize).toArray();
-        for (const d of docs as CurrentDoc[]) {
-          if (d.del || !d.json) continue;
+        if (this.opts.idsAfter) {
+          // Keyset pages of ids (checkpoint: the last id), each document read and updated by its `_id`.
+          const ids = await this.opts.idsAfter(this.collections.currentName(type), job.lastId, this.opts.batchSize);
+          await runLimited(ids, 16, async (id) => {
+            const d = await col.findOne({ _id: id }, { projection: { _id: 1, v: 1, json: 1, del: 1 } });
+            if (!d || d.del || !d.json) return;
+            await col.updateOne({ _id: d._id, v: d.v }, { $set: this.indexer(JSON.parse(d.json) as Record<string, unknown>), $unset: { ix: '' } });
+          });
+          job.processed += ids.length;
+          if (ids.length < this.opts.batchSize) {
+            job.typeIndex++;
+            job.lastId = null;
+          } else job.lastId = ids[ids.length - 1]!;
+          if (!(await this.checkpoint(job))) return job;
+          onProgress?.(job);
+          if (Date.now() - lastTaskUpdate > 2000) {
+            await this.setTask(job, 'in-progress');
+            lastTaskUpdate = Date.now();
+          }
+          continue;
+        }
+        // One streaming pass over the documents this job has not stamped yet. No sort: FerretDB 1.x sorts in
+        // memory after reading the whole table, which made sorted paging quadratic; the stamp (`ixj`, a
+        // `$nin`, which unlike a pushed-down `$ne` also matches documents without the field) lets a restarted
+        // job resume where it stopped.
+        const cursor = col.find({ ixj: { $nin: [job._id] } } as never, { projection: { _id: 1, v: 1, json: 1, del: 1 } }).batchSize(this.opts.batchSize);
+        let batch = 0;
+        let lostLease = false;
+        for await (const d of cursor as AsyncIterable<CurrentDoc>) {
+          if (this.stopped) break;
           // Only this version: a newer one written meanwhile was indexed with the new parameter already.
-          await col.updateOne({ _id: d._id, v: d.v }, { $set: this.indexer(JSON.parse(d.json) as Record<string, unknown>), $unset: { ix: '' } });
+          const update = d.del || !d.json
+            ? { $set: { ixj: job._id } }
+            : { $set: { ...this.indexer(JSON.parse(d.json) as Record<string, unknown>), ixj: job._id }, $unset: { ix: '' } };
+          await col.updateOne({ _id: d._id, v: d.v }, update as never);
+          job.processed++;
+          if (++batch < this.opts.batchSize) continue;
+          batch = 0;
+          if (!(await this.checkpoint(job))) {
+            lostLease = true;
+            break;
+          }
+          onProgress?.(job);
+          if (Date.now() - lastTaskUpdate > 2000) {
+            await this.setTask(job, 'in-progress');
+            lastTaskUpdate = Date.now();
+          }
         }
-        job.processed += docs.length;
-        if (docs.length < this.opts.batchSize) {
-          job.typeIndex++;
-          job.lastId = null;
-        } else job.lastId = docs[docs.length - 1]!._id;
-        const renewed = await this.jobs.updateOne(
-          { _id: job._id, leaseOwner: this.owner },
-          { $set: { typeIndex: job.typeIndex, lastId: job.lastId, processed: job.processed, total: job.total, leaseUntil: new Date(Date.now() + this.opts.leaseMs) } },
-        );
-        if (renewed.matchedCount === 0) return job; // the lease was taken over: the other process goes on
+        await cursor.close();
+        if (lostLease) return job; // the lease was taken over: the other process goes on
+        if (this.stopped) break;
+        job.typeIndex++;
+        if (!(await this.checkpoint(job))) return job;
         onProgress?.(job);
-        if (Date.now() - lastTaskUpdate > 2000) {
-          await this.setTask(job, 'in-progress');
-          lastTaskUpdate = Date.now();
-        }
       }
       if (job.typeIndex >= job.types.length) {
         job.status = 'completed';
@@ -210,6 +257,15 @@ export class CustomSearchParameters {
       throw err;
     }
     return job;
+  }
+
+  /** Saves progress and renews the lease; false when another process has taken the job over. */
+  private async checkpoint(job: ReindexJob): Promise<boolean> {
+    const renewed = await this.jobs.updateOne(
+      { _id: job._id, leaseOwner: this.owner },
+      { $set: { typeIndex: job.typeIndex, lastId: job.lastId, processed: job.processed, total: job.total, leaseUntil: new Date(Date.now() + this.opts.leaseMs) } },
+    );
+    return renewed.matchedCount === 1;
   }
 
   private async setTask(job: ReindexJob, status: Task['status']): Promise<void> {
@@ -232,4 +288,12 @@ export class CustomSearchParameters {
   async pendingFor(types: string[]): Promise<ReindexJob[]> {
     return this.jobs.find({ status: { $in: ['queued', 'running'] } }).toArray().then((jobs) => jobs.filter((j) => j.types.some((t) => types.includes(t))));
   }
+}
+
+/** Runs `fn` over `items` with at most `limit` at a time. */
+async function runLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  }));
 }
