@@ -1,9 +1,8 @@
 import { spawn } from 'node:child_process';
+import { startSmtp, type Received } from './support/smtp.js';
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { SMTPServer } from 'smtp-server';
 import { passwordProblems } from '../src/accounts/passwords.js';
 import { http, startTestServer, type TestServer } from './support/server.js';
 
@@ -12,34 +11,6 @@ const STRONG = 'Gl4cier-Walk!9';
 const STRONG_2 = 'Harb0ur#Lights7';
 
 /** One received e-mail, with the body decoded from quoted-printable (all our parts are text). */
-interface Received {
-  to: string[];
-  subject: string;
-  body: string;
-}
-
-/** A real SMTP server on a random local port that keeps every message (the server under test sends to it). */
-async function startSmtp() {
-  const inbox: Received[] = [];
-  const server = new SMTPServer({
-    authOptional: true,
-    disabledCommands: ['STARTTLS', 'AUTH'],
-    logger: false,
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        const raw = Buffer.concat(chunks).toString('utf8');
-        const body = raw.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
-        inbox.push({ to: session.envelope.rcptTo.map((r) => r.address), subject: /^Subject: (.*)$/m.exec(raw)?.[1] ?? '', body });
-        callback();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const port = (server.server.address() as AddressInfo).port;
-  return { inbox, url: `smtp://127.0.0.1:${port}`, close: () => new Promise<void>((r) => server.close(() => r())) };
-}
 
 let smtp: Awaited<ReturnType<typeof startSmtp>>;
 let srv: TestServer;

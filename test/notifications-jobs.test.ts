@@ -5,9 +5,8 @@
  * appointments; with two server processes on one database each reminder job runs exactly once.
  */
 import { randomBytes } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
+import { startSmtp, type Received } from './support/smtp.js';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { SMTPServer } from 'smtp-server';
 import { http, startTestServer, type TestServer } from './support/server.js';
 import { tokenRequest } from './support/auth.js';
 import { authorize, pkce } from './support/browser.js';
@@ -18,27 +17,6 @@ const PASSWORD = 'Blue-Harbor-72!';
 const REDIRECT = 'http://app.example/callback';
 const ENV = { REMINDER_OFFSETS: '4s,2s', JOBS_POLL_MS: '200' };
 
-interface Received { to: string[]; subject: string; body: string }
-
-/** A real SMTP server on a random local port keeping every message (quoted-printable decoded). */
-async function startSmtp() {
-  const inbox: Received[] = [];
-  const server = new SMTPServer({
-    authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        const raw = Buffer.concat(chunks).toString('utf8');
-        const body = raw.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
-        inbox.push({ to: session.envelope.rcptTo.map((r) => r.address), subject: /^Subject: (.*)$/m.exec(raw)?.[1] ?? '', body });
-        callback();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { inbox, url: `smtp://127.0.0.1:${(server.server.address() as AddressInfo).port}`, close: () => new Promise<void>((r) => server.close(() => r())) };
-}
 
 let smtp: Awaited<ReturnType<typeof startSmtp>>;
 let a: TestServer;

@@ -4,9 +4,8 @@
  * on a local SMTP server), licences are unique per issuer, and slots are generated across the Europe/Berlin DST
  * change of 2027-03-28, idempotently, never touching a busy slot, and found with plain FHIR search.
  */
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
-import { SMTPServer } from 'smtp-server';
+import { startSmtp, type Received } from './support/smtp.js';
 import { http, startTestServer, type TestServer } from './support/server.js';
 import { tokenRequest } from './support/auth.js';
 import { authorize, pkce } from './support/browser.js';
@@ -20,9 +19,7 @@ const TZ = 'http://hl7.org/fhir/StructureDefinition/timezone';
 const LICENCE_ISSUER = 'https://licences.example/de/aerztekammer-berlin';
 const licence = (value: string) => ({ system: LICENCE_ISSUER, value, type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v2-0203', code: 'MD' }] } });
 
-interface Mail { to: string[]; subject: string; body: string }
-let inbox: Mail[] = [];
-let smtp: SMTPServer;
+let smtp: Awaited<ReturnType<typeof startSmtp>> | undefined;
 let srv: TestServer;
 let appId: string;
 const tokens: Record<string, string> = {};
@@ -40,9 +37,9 @@ async function launch(email: string): Promise<string> {
   return t.body.access_token;
 }
 
-async function mailTo(address: string, subject: RegExp): Promise<Mail> {
+async function mailTo(address: string, subject: RegExp): Promise<Received> {
   for (const until = Date.now() + 10_000; Date.now() < until; await new Promise((r) => setTimeout(r, 50))) {
-    const m = inbox.find((x) => x.to.includes(address) && subject.test(x.subject));
+    const m = smtp!.inbox.find((x) => x.to.includes(address) && subject.test(x.subject));
     if (m) return m;
   }
   throw new Error(`no e-mail to ${address} matching ${subject}`);
@@ -68,21 +65,8 @@ const window = [{ name: 'start', valueInstant: '2027-03-22T00:00:00Z' }, { name:
 const weekdays = ['mon', 'tue', 'wed', 'thu', 'fri'];
 
 beforeAll(async () => {
-  smtp = new SMTPServer({
-    authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        const raw = Buffer.concat(chunks).toString('utf8');
-        const body = raw.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
-        inbox.push({ to: session.envelope.rcptTo.map((r) => r.address), subject: /^Subject: (.*)$/m.exec(raw)?.[1] ?? '', body });
-        callback();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', resolve));
-  srv = await startTestServer({ SMTP_URL: `smtp://127.0.0.1:${(smtp.server.address() as AddressInfo).port}` });
+  smtp = await startSmtp();
+  srv = await startTestServer({ SMTP_URL: smtp.url });
   orgA = await create({ resourceType: 'Organization', name: 'Spree Klinikum', extension: [{ url: TZ, valueCode: 'Europe/Berlin' }] });
   orgB = await create({ resourceType: 'Organization', name: 'Elbe Hospital', extension: [{ url: TZ, valueCode: 'Europe/Berlin' }] });
   berlin = await create({ resourceType: 'Location', name: 'Spree Klinikum, Mitte', managingOrganization: { reference: orgA }, extension: [{ url: TZ, valueCode: 'Europe/Berlin' }] });
@@ -95,11 +79,11 @@ beforeAll(async () => {
   appId = app.client_id as string;
   for (const key of ['dr', 'dr2', 'adminA', 'adminB']) tokens[key] = await launch(`${key.toLowerCase()}@example.org`);
   await srv.running.accounts.idle();
-  inbox = []; // welcome e-mails
+  smtp.inbox.length = 0; // welcome e-mails
 });
 afterAll(async () => {
   await srv?.close();
-  await new Promise<void>((r) => (smtp ? smtp.close(() => r()) : r()));
+  await smtp?.close();
 });
 
 describe('onboarding and verification', () => {
