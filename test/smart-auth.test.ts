@@ -274,3 +274,66 @@ describe('backend services (client_credentials + private_key_jwt)', () => {
     expect(await introspect('garbage')).toEqual({ active: false });
   });
 });
+
+describe('operators and administrators', () => {
+  it('administrators create accounts and register clients over the API; others may not', async () => {
+    const { userToken } = await import('./support/browser.js');
+    await http('PUT', `${srv.base}/Organization/adm-org`, { body: { resourceType: 'Organization', id: 'adm-org', name: 'Admin Org' } });
+    await srv.running.accounts.createAccount({ kind: 'system-admin', email: 'root@example.org', password: PASSWORD });
+    await srv.running.accounts.createAccount({ kind: 'hospital-admin', email: 'hadmin@example.org', password: PASSWORD, organization: 'Organization/adm-org' });
+    const root = (await userToken(srv.running, 'root@example.org', PASSWORD, 'user/*.cruds')).access_token;
+    const hadmin = (await userToken(srv.running, 'hadmin@example.org', PASSWORD, 'user/*.cruds')).access_token;
+    const patient = (await userToken(srv.running, 'alice@example.org', PASSWORD, 'launch/patient patient/*.rs')).access_token;
+    const json = { 'content-type': 'application/json' };
+    const newDoc = { kind: 'practitioner', email: 'wilson@example.org', password: PASSWORD, givenName: 'James', familyName: 'Wilson' };
+    expect((await http('POST', `${srv.url}/auth/admin/accounts`, { body: newDoc, headers: json, token: patient })).status).toBe(403);
+    expect((await http('POST', `${srv.url}/auth/admin/accounts`, { body: { ...newDoc, kind: 'system-admin' }, headers: json, token: hadmin })).status).toBe(403);
+    const created = await http('POST', `${srv.url}/auth/admin/accounts`, { body: newDoc, headers: json, token: hadmin });
+    expect(created.status).toBe(201);
+    expect(created.body.fhirUser).toMatch(/^Practitioner\//);
+    // The new practitioner signs in.
+    const wilson = await userToken(srv.running, 'wilson@example.org', PASSWORD, 'user/*.rs openid fhirUser');
+    expect(decodeJwt(wilson.id_token as string).fhirUser).toBe(created.body.fhirUser);
+
+    const reg = { kind: 'backend', allowed_scopes: 'system/Coverage.rs', jwks: { keys: [(await registerBackendClient(srv.running, 'system/Coverage.rs')).privateKey.export({ format: 'jwk' })].map(({ d: _d, ...pub }: any) => ({ ...pub, kid: 'k1', alg: 'ES384' })) } };
+    expect((await http('POST', `${srv.url}/auth/admin/clients`, { body: reg, headers: json, token: hadmin })).status).toBe(403);
+    const client = await http('POST', `${srv.url}/auth/admin/clients`, { body: reg, headers: json, token: root });
+    expect(client.status).toBe(201);
+    expect(client.body.client_id).toMatch(/^mvy-/);
+  }, 60_000);
+
+  it('a confidential client exchanges its code with its secret, and not without it', async () => {
+    const c = await srv.running.auth.registerClient({ kind: 'confidential', redirect_uris: [REDIRECT], allowed_scopes: 'launch/patient patient/*.rs', client_name: 'EHR app' });
+    const { verifier, challenge } = pkce();
+    const r = await authorize({
+      issuer, email: 'alice@example.org', password: PASSWORD,
+      params: { response_type: 'code', client_id: c.client_id as string, redirect_uri: REDIRECT, scope: 'launch/patient patient/*.rs', state: 's', aud: srv.base, code_challenge: challenge, code_challenge_method: 'S256' },
+    });
+    const form = { grant_type: 'authorization_code', code: r.code!, redirect_uri: REDIRECT, code_verifier: verifier };
+    const anonymous = await tokenRequest(`${issuer}/token`, { ...form, client_id: c.client_id as string });
+    expect(anonymous.body.error).toBe('invalid_client');
+    const basic = Buffer.from(`${encodeURIComponent(c.client_id as string)}:${encodeURIComponent(c.client_secret as string)}`).toString('base64');
+    const res = await fetch(`${issuer}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${basic}` }, body: new URLSearchParams(form) });
+    expect(res.status).toBe(200);
+    expect(((await res.json()) as { patient: string }).patient).toBe(alice.fhirUser.split('/')[1]);
+  });
+
+  it('scripts/register-client onboards a backend client that can then get tokens', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const { writeFileSync, mkdtempSync } = await import('node:fs');
+    const { generateKeyPairSync } = await import('node:crypto');
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-384' });
+    const dir = mkdtempSync('/tmp/jwks-');
+    writeFileSync(`${dir}/jwks.json`, JSON.stringify({ keys: [{ ...publicKey.export({ format: 'jwk' }), kid: 'lab-1', alg: 'ES384', use: 'sig' }] }));
+    const run = spawnSync(process.execPath, ['--import', 'tsx', 'scripts/register-client.ts', '--kind', 'backend', '--scopes', 'system/Observation.cruds', '--jwks', `${dir}/jwks.json`, '--name', 'Lab'], {
+      cwd: new URL('..', import.meta.url).pathname,
+      env: { ...process.env, MONGODB_DB: srv.running.mongo.db.databaseName, LOG_LEVEL: 'silent', JOBS_ENABLED: 'false', REINDEX_WORKER: 'false' },
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+    expect(`${run.stdout}${run.stderr}`).toMatch(/client_id: mvy-/);
+    const clientId = /client_id: (\S+)/.exec(run.stdout)![1]!;
+    const t = await backendToken(srv.running, { clientId, privateKey, kid: 'lab-1', alg: 'ES384' }, 'system/Observation.rs');
+    expect(t.scope).toBe('system/Observation.rs');
+  }, 60_000);
+});

@@ -3,7 +3,7 @@ import type { Context, Next } from 'koa';
 import { HttpMethodEnum, koaBody } from 'koa-body';
 import { errors, informational } from '../fhir/outcomes.js';
 import type { Account } from './account-store.js';
-import { invalidCredentials, type AccountService } from './account-service.js';
+import { invalidCredentials, type AccountService, type CreateAccountInput } from './account-service.js';
 
 export interface AccountRoutesOptions {
   /**
@@ -76,6 +76,28 @@ export function accountRoutes(service: AccountService, opts: AccountRoutesOption
   router.post('/password/reset-request', jsonObject, parse, async (ctx) => {
     await service.requestPasswordReset(body(ctx).email);
     answer(ctx, 202, informational('If an account exists for this address, an e-mail with a reset code is on its way'));
+  });
+
+  // Administrators create practitioner and administrator accounts (the guide: practitioners do not sign
+  // themselves up). A hospital administrator may only create accounts for their own organization.
+  router.post('/admin/accounts', jsonObject, parse, async (ctx) => {
+    const admin = opts.authenticateRequest ? await opts.authenticateRequest(ctx) : undefined;
+    if (!admin) throw errors.unauthorized('Sign in as an administrator (Authorization: Bearer …)');
+    if (admin.kind !== 'system-admin' && admin.kind !== 'hospital-admin') throw errors.forbidden('Only administrators create accounts');
+    const b = body(ctx);
+    const kind = b.kind as CreateAccountInput['kind'];
+    if (admin.kind === 'hospital-admin' && (kind === 'system-admin' || kind === 'patient' || (kind === 'hospital-admin' && b.organization !== admin.organization))) {
+      throw errors.forbidden('A hospital administrator creates practitioner accounts, and administrators of their own organization');
+    }
+    const account = await service.createAccount({
+      kind,
+      email: b.email as string,
+      password: b.password as string,
+      ...(b.givenName !== undefined || b.familyName !== undefined ? { person: { givenName: b.givenName as string, familyName: b.familyName as string, phone: b.phone as string | undefined } } : {}),
+      ...(typeof b.fhirUser === 'string' ? { fhirUser: b.fhirUser } : {}),
+      ...(typeof b.organization === 'string' ? { organization: b.organization } : {}),
+    });
+    answer(ctx, 201, { id: account._id, kind: account.kind, fhirUser: account.fhirUser, organization: account.organization });
   });
 
   router.post('/password/reset', jsonObject, parse, async (ctx) => {
