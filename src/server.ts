@@ -20,6 +20,7 @@ import { accountRoutes } from './accounts/routes.js';
 import type { Account } from './accounts/account-store.js';
 import { SmartAuth } from './auth/smart-auth.js';
 import { BookingService, bookingWriteRules } from './scheduling/booking.js';
+import { PractitionerWrites } from './scheduling/practitioner-writes.js';
 import type { AccountDirectory, AccountInfo } from './auth/accounts-port.js';
 // --- end accounts ---
 // --- notifications, jobs, reviews (imports) ---
@@ -237,10 +238,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     // --- scheduling/practitioners: begin ---
     // Practitioner onboarding rules (roles pending until $verify, licences unique per issuer) wrap every request's
     // scoped repository, so REST, Bundles and operations cannot skip them; the ports serve $verify/$generate-slots.
-    // (Imported here to keep this wiring in one block.)
-    const { PractitionerWrites } = await import('./scheduling/practitioner-writes.js');
-    const scopedRepositoryFor = auth.repositoryFor.bind(auth);
-    auth.repositoryFor = (access, base) => new PractitionerWrites(scopedRepositoryFor(access, base), access, { system: repo, notify: (to, mail) => accounts.notify(to, mail) });
+    auth.decorate = (scoped, access) => new PractitionerWrites(scoped, access, { system: repo, notify: (to, mail) => accounts.notify(to, mail) });
     // --- scheduling/practitioners: end ---
     // --- notifications, jobs, reviews: begin ---
     // Notices go out on the channels each user chose (preferences at /auth/preferences); reminders, booking

@@ -123,8 +123,12 @@ export class SmartAuth {
 
   /** The repository for one request: every interaction goes through the caller's access policy. */
   repositoryFor(access: AccessContext, base: FhirRepository = this.o.repo): FhirRepository {
-    return new ScopedRepository(base, new AccessPolicy(access, this.o.repo, this.o.indexer), this.writeRules(access));
+    const scoped = new ScopedRepository(base, new AccessPolicy(access, this.o.repo, this.o.indexer), this.writeRules(access));
+    return this.decorate ? this.decorate(scoped, access) : scoped;
   }
+
+  /** Domain write rules that need more than WriteRules offers (e.g. asynchronous checks), around the scoped repository. */
+  decorate?: (repo: FhirRepository, access: AccessContext) => FhirRepository;
 
   /** Workflow rules on plain writes (set by the composition root). */
   writeRules: (access: AccessContext) => WriteRules = () => ({});
