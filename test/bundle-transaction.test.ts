@@ -3,7 +3,8 @@ import { http, startTestServer, type TestServer } from './support/server.js';
 
 let srv: TestServer;
 beforeAll(async () => {
-  srv = await startTestServer();
+  // No background writes (the rating SearchParameter's re-index Task) while the tests compare whole databases.
+  srv = await startTestServer({ RATING_SEARCH_PARAMETER: 'false' });
 });
 afterAll(async () => {
   await srv?.close();

@@ -337,3 +337,23 @@ describe('operators and administrators', () => {
     expect(t.scope).toBe('system/Observation.rs');
   }, 60_000);
 });
+
+describe('conditional writes stay within reach', () => {
+  it('a patient’s conditional create or update never matches (or overwrites) another patient’s resource', async () => {
+    const bobObs = await http('POST', `${srv.base}/Observation`, {
+      body: { resourceType: 'Observation', status: 'final', identifier: [{ system: 'urn:lab', value: 'bob-1' }], code: { text: 'bob' }, subject: { reference: bob.fhirUser } },
+    });
+    expect(bobObs.status).toBe(201);
+    const t = await launch('alice@example.org', 'launch/patient patient/*.cruds');
+    const token = t.body.access_token;
+    const mine = { resourceType: 'Observation', status: 'final', identifier: [{ system: 'urn:lab', value: 'bob-1' }], code: { text: 'alice' }, subject: { reference: alice.fhirUser } };
+    const created = await http('POST', `${srv.base}/Observation`, { token, body: mine, headers: { 'If-None-Exist': 'identifier=urn:lab|bob-1' } });
+    expect(created.status).toBe(201);
+    expect(created.body.id).not.toBe(bobObs.body.id);
+    const updated = await http('PUT', `${srv.base}/Observation?identifier=urn:lab|bob-1&subject=${bob.fhirUser}`, { token, body: mine });
+    expect(updated.status).toBe(201);
+    const bobs = (await http('GET', `${srv.base}/Observation/${bobObs.body.id}`)).body;
+    expect(bobs.subject.reference).toBe(bob.fhirUser);
+    expect(bobs.meta.versionId).toBe('1');
+  }, 30_000);
+});

@@ -44,10 +44,9 @@ export class ScopedRepository implements FhirRepository {
     if (opts?.ifNoneExist !== undefined) this.policy.scopesFor(type, 's');
     await this.policy.require(type, opts?.id ?? '(new)', resource as unknown as Obj, 'c');
     if (opts?.ifNoneExist !== undefined) {
-      // The match must be one the caller may see; otherwise this is a plain create as far as they know.
-      const restrict = await this.policy.searchRestriction(type);
-      const matches = await this.inner.findByCriteria(type, opts.ifNoneExist, 2, restrict);
-      if (matches.length === 1) return { version: matches[0]!, created: false, matched: true };
+      // The repository's race-free conditional create, matching only within the caller's reach: a resource
+      // outside it is neither returned nor revealed, so for them that is a plain create.
+      return this.inner.create(resource, { ...opts, restrict: await this.policy.searchRestriction(type) });
     }
     return this.inner.create(resource, opts);
   }
@@ -86,12 +85,16 @@ export class ScopedRepository implements FhirRepository {
 
   async conditionalUpdate(type: string, criteria: string, resource: Resource, opts?: WriteOptions): Promise<WriteResult> {
     this.policy.scopesFor(type, 's');
-    const matches = await this.inner.findByCriteria(type, criteria, 2, await this.policy.searchRestriction(type));
+    const restrict = await this.policy.searchRestriction(type);
+    const matches = await this.inner.findByCriteria(type, criteria, 2, restrict);
+    if (matches.length > 1) throw errors.preconditionFailed(`Conditional update criteria '${criteria}' matched more than one ${type}`);
     if (matches.length === 1) return this.update({ ...resource, id: matches[0]!.id } as Resource, opts);
-    if (matches.length === 0) {
-      await this.policy.require(type, resource.id ?? '(new)', resource as unknown as Obj, 'c');
-    }
-    return this.inner.conditionalUpdate(type, criteria, resource, opts);
+    await this.policy.require(type, resource.id ?? '(new)', resource as unknown as Obj, 'c');
+    // The repository's race-free conditional update, matching only within the caller's reach: what lies
+    // outside it must not be matched (it would be overwritten) nor revealed, so no match there means create.
+    // With an id in the body no match means an update of that id, which must be checked like any update.
+    if (resource.id) return this.update(resource, opts);
+    return this.inner.conditionalUpdate(type, criteria, resource, { ...opts, restrict });
   }
 
   async patch(type: string, id: string, operations: Operation[], opts?: WriteOptions): Promise<WriteResult> {

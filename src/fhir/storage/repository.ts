@@ -14,7 +14,7 @@ export interface FhirRepository {
    * Creates a resource with a server-assigned id. `id` lets a transaction Bundle fix the new id in advance
    * (its entries reference each other before anything is written); the REST create never passes it.
    */
-  create(resource: Resource, opts?: { ifNoneExist?: string; id?: string }): Promise<WriteResult>;
+  create(resource: Resource, opts?: { ifNoneExist?: string; id?: string; restrict?: SearchRestriction }): Promise<WriteResult>;
   read(resourceType: string, id: string): Promise<ResourceVersion>;
   vread(resourceType: string, id: string, versionId: string): Promise<ResourceVersion>;
   update(resource: Resource, opts?: WriteOptions): Promise<WriteResult>;

@@ -1,4 +1,5 @@
 import type { Resource } from '@medplum/fhirtypes';
+import type { SearchRestriction } from '../search/engine.js';
 
 /** One stored version of a resource, as the repository hands it out. The JSON text is what the client gets. */
 export interface ResourceVersion {
@@ -25,6 +26,8 @@ export interface WriteResult {
 export interface WriteOptions {
   /** Expected current version (from If-Match); a mismatch fails with 412 and writes nothing. */
   ifMatch?: string;
+  /** Conditional writes: the caller's reach; resources outside it are never matched (see auth/). */
+  restrict?: SearchRestriction;
 }
 
 export interface HistoryQuery {

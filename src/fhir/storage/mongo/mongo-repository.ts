@@ -91,7 +91,7 @@ export class MongoRepository implements FhirRepository {
     return fn();
   }
 
-  async create(resource: Resource, opts: { ifNoneExist?: string; id?: string } = {}): Promise<WriteResult> {
+  async create(resource: Resource, opts: { ifNoneExist?: string; id?: string; restrict?: SearchRestriction } = {}): Promise<WriteResult> {
     this.checkType(resource?.resourceType);
     const type = resource.resourceType;
     if (opts.ifNoneExist !== undefined) {
@@ -99,7 +99,7 @@ export class MongoRepository implements FhirRepository {
       const lockName = `${type}?${normalizeCriteria(criteria)}`;
       await this.findByCriteria(type, criteria, 0); // reject bad criteria before taking the lock
       return this.locked(lockName, async () => {
-        const matches = await this.findByCriteria(type, criteria, 2);
+        const matches = await this.findByCriteria(type, criteria, 2, opts.restrict);
         if (matches.length > 1) throw errors.preconditionFailed(`If-None-Exist criteria '${criteria}' matched ${matches.length} or more ${type} resources`);
         if (matches.length === 1) return { version: matches[0]!, created: false, matched: true };
         return this.createNew(resource, opts.id);
@@ -153,7 +153,7 @@ export class MongoRepository implements FhirRepository {
     const lockName = `${resourceType}?${normalizeCriteria(criteria)}`;
     await this.findByCriteria(resourceType, criteria, 0); // reject bad criteria before taking the lock
     return this.locked(lockName, async () => {
-      const matches = await this.findByCriteria(resourceType, criteria, 2);
+      const matches = await this.findByCriteria(resourceType, criteria, 2, opts.restrict);
       if (matches.length > 1) throw errors.preconditionFailed(`Conditional update criteria '${criteria}' matched more than one ${resourceType}`);
       if (matches.length === 1) {
         const id = matches[0]!.id;
