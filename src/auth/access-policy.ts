@@ -116,7 +116,7 @@ export class AccessPolicy {
     }
   }
 
-  /** Patients a practitioner has appointments or care relations with; a hospital administrator's organization's patients. */
+  /** Patients a practitioner has appointments or care relations with; a hospital administrator's organization's patients and those booked there. */
   private linkedPatients(): Promise<string[]> {
     this.linked ??= (async () => {
       const ids = new Set<string>();
@@ -128,7 +128,10 @@ export class AccessPolicy {
       if (this.access.role === 'practitioner' && who) {
         queries.push(['Patient', `general-practitioner=${who}`], ['Appointment', `practitioner=${who}`], ['CareTeam', `participant=${who}`], ['Encounter', `practitioner=${who}`]);
       }
-      if (this.access.organization) queries.push(['Patient', `organization=${this.access.organization}`]);
+      const org = this.access.organization;
+      if (org) queries.push(['Patient', `organization=${org}`]);
+      // A hospital administrator also manages the patients booked with their organization's practitioner roles.
+      if (this.access.role === 'hospital-admin' && org) queries.push(['Appointment', `actor:PractitionerRole.organization=${org}`]);
       for (const [type, criteria] of queries) {
         for (const v of await this.repo.findByCriteria(type, criteria, 5000)) {
           const r = JSON.parse(v.json!) as Record<string, any>;

@@ -30,6 +30,7 @@ export interface Delivery {
 }
 
 export const NOTIFICATION_SYSTEM = 'urn:medivoy:notification';
+const TIMEZONE_URL = 'http://hl7.org/fhir/StructureDefinition/timezone';
 
 const nameOf = (r: Resource | undefined) => {
   const n = (r as { name?: HumanName[] } | undefined)?.name?.[0];
@@ -54,13 +55,14 @@ export class NotificationService {
     const a = notice.appointment;
     const refs = (a.participant ?? []).map((p) => p.actor?.reference).filter((r): r is string => !!r);
     const practitioner = await this.readOptional(refs.find((r) => r.startsWith('Practitioner/')));
+    const timeZone = await this.zoneOf(refs);
     const out: Delivery[] = [];
     const failures: unknown[] = [];
     for (const recipient of refs.filter((r) => r.startsWith('Patient/'))) {
       const patient = await this.readOptional(recipient);
       const prefs = await this.deps.store.forRecipient(recipient);
       const data = {
-        patientName: nameOf(patient), practitionerName: nameOf(practitioner), start: a.start!, description: a.description, lead: notice.lead,
+        patientName: nameOf(patient), practitionerName: nameOf(practitioner), start: a.start!, timeZone, description: a.description, lead: notice.lead,
         reason: a.cancelationReason?.text ?? a.cancelationReason?.coding?.[0]?.display, reference: a.identifier?.[0]?.value,
       };
       const key = (channel: Channel) => [notice.kind, `Appointment/${a.id}`, notice.occasion, recipient, channel].join('|');
@@ -128,6 +130,24 @@ export class NotificationService {
     if (!this.warned.has(channel)) this.deps.logger.warn({ channel }, `${channel} notifications have no provider configured: not sent (see README)`);
     this.warned.add(channel);
     return 'unavailable';
+  }
+
+  /**
+   * The zone the appointment's time is shown in: its Location's (the timezone extension), else the Location's
+   * managing Organization's, else its PractitionerRole's Organization's; UTC when none says (the text names it).
+   */
+  private async zoneOf(refs: string[]): Promise<string | undefined> {
+    const zone = (r: Resource | undefined) =>
+      (r as { extension?: { url: string; valueCode?: string }[] } | undefined)?.extension?.find((e) => e.url === TIMEZONE_URL)?.valueCode;
+    const location = await this.readOptional(refs.find((r) => r.startsWith('Location/')));
+    const role = await this.readOptional(refs.find((r) => r.startsWith('PractitionerRole/')));
+    const orgOf = (r: Resource | undefined, field: 'managingOrganization' | 'organization') =>
+      (r as Record<string, { reference?: string } | undefined> | undefined)?.[field]?.reference;
+    return (
+      zone(location) ??
+      zone(await this.readOptional(orgOf(location, 'managingOrganization'))) ??
+      zone(await this.readOptional(orgOf(role, 'organization')))
+    );
   }
 
   private async readOptional(ref: string | undefined): Promise<Resource | undefined> {

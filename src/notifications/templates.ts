@@ -75,3 +75,18 @@ export function passwordChangedEmail(data: { name?: string; at: Date }): Rendere
   ];
   return { subject, text: lines.join('\n\n'), html: layout(subject, lines.map(escapeHtml)) };
 }
+
+/** The result of a practitioner role's verification (`PractitionerRole/$verify`), to the practitioner. */
+export function verificationResultEmail(data: { name?: string; approved: boolean; organization?: string; specialty?: string; reason?: string }): RenderedEmail {
+  const what = [data.specialty, data.organization ? `at ${data.organization}` : undefined].filter(Boolean).join(' ') || 'your practitioner role';
+  const subject = data.approved ? `${PRODUCT}: your practitioner profile was approved` : `${PRODUCT}: your practitioner profile was not approved`;
+  const lines = [
+    greeting(data.name),
+    data.approved
+      ? `your role ${what} has been verified. Patients can now find and book your available slots.`
+      : `your role ${what} could not be verified and stays unavailable for booking.`,
+    ...(data.approved || !data.reason ? [] : [`Reason given: ${data.reason}`]),
+    data.approved ? 'You can change your availability at any time.' : 'You may correct your profile and submit it again.',
+  ];
+  return { subject, text: lines.join('\n\n'), html: layout(subject, lines.map(escapeHtml)) };
+}

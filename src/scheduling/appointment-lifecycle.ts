@@ -19,13 +19,19 @@ interface Transition {
   by: Actor[];
 }
 
-/** The guide's transition table, with the roles it names. */
+/**
+ * The guide's transition table, with the roles it names: scheduled → confirmed | cancelled, confirmed →
+ * in_progress | cancelled, in_progress → completed | cancelled; completed and cancelled are final. Patients
+ * may only cancel (their own), practitioners act on their own appointments, administrators on any (a hospital
+ * administrator on those at their organization). No-show marking comes from the guide's status list and the
+ * no-show job; holds (`proposed`) and rescheduling are this product's additions.
+ */
 export const TRANSITIONS: Record<Action, Transition> = {
   book: { from: ['proposed'], to: 'pending', by: ['patient', 'practitioner', 'admin', 'system'] },
   confirm: { from: ['pending'], to: 'booked', by: ['practitioner', 'admin'] },
   arrive: { from: ['booked'], to: 'arrived', by: ['practitioner', 'admin'] },
   complete: { from: ['arrived'], to: 'fulfilled', by: ['practitioner', 'admin'] },
-  cancel: { from: ['proposed', 'pending', 'booked'], to: 'cancelled', by: ['patient', 'practitioner', 'admin', 'system'] },
+  cancel: { from: ['proposed', 'pending', 'booked', 'arrived'], to: 'cancelled', by: ['patient', 'practitioner', 'admin', 'system'] },
   noshow: { from: ['booked', 'pending'], to: 'noshow', by: ['practitioner', 'admin', 'system'] },
   reschedule: { from: ['pending', 'booked'], to: 'same', by: ['patient', 'practitioner', 'admin'] },
 };

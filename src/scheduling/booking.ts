@@ -108,17 +108,18 @@ export class BookingService {
       if (!(await this.claims.claim(`Slot/${slotId}`, `Appointment/${id}`, mode === 'hold' ? 'hold' : 'booked', this.opts.holdMs))) {
         throw errors.conflict(`Slot/${slotId} was just taken by another booking`);
       }
+      let stored: Appointment;
       try {
         // The caller's repository: a patient may only create appointments in their own compartment.
         ownCreates.add(appointment);
-        await caller.repo.create(appointment, { id });
+        stored = parseResource((await caller.repo.create(appointment, { id })).version) as Appointment;
       } catch (err) {
         await this.claims.release(`Slot/${slotId}`, `Appointment/${id}`);
         throw err;
       }
       await this.setSlotStatus(slotId, mode === 'hold' ? 'busy-tentative' : 'busy');
-      if (mode === 'book') await this.hooks.booked?.(appointment).catch(() => undefined);
-      return appointment;
+      if (mode === 'book') await this.hooks.booked?.(stored).catch(() => undefined);
+      return stored;
     });
   }
 
@@ -130,19 +131,19 @@ export class BookingService {
       throw errors.conflict('The hold has lapsed and the slot was taken; choose another slot');
     }
     const next: Appointment = { ...appointment, status: 'pending', extension: appointment.extension?.filter((e) => e.url !== HOLD_EXPIRES_URL) };
-    await this.system.update(next, { ifMatch: version });
+    const stored = parseResource((await this.system.update(next, { ifMatch: version })).version) as Appointment;
     await this.setSlotStatus(idOf(slotRef, 'Slot'), 'busy');
-    await this.hooks.booked?.(next).catch(() => undefined);
-    return next;
+    await this.hooks.booked?.(stored).catch(() => undefined);
+    return stored;
   }
 
   /** A lifecycle step (`$confirm`, `$arrive`, `$complete`, `$cancel`, `$noshow`) along the guide's table. */
   async transition(caller: Caller | 'system', appointmentRef: string, action: Exclude<Action, 'book' | 'reschedule'>, reason?: string): Promise<Appointment> {
     const { appointment, version } = caller === 'system' ? await this.readSystem(appointmentRef) : await this.readOwn(caller, appointmentRef);
-    this.authorize(caller, appointment, action);
+    await this.authorize(caller, appointment, action);
     const rule = TRANSITIONS[action];
     const status = appointment.status as AppointmentStatus;
-    if (!rule.from.includes(status)) throw errors.conflict(`An appointment that is ${status} cannot be ${action === 'noshow' ? 'marked no-show' : `${action}ed`}`);
+    if (!rule.from.includes(status)) throw errors.conflict(`An appointment that is ${status} cannot be ${DONE[action]}`);
     if (action === 'cancel' && caller !== 'system' && actorOf(caller, appointment) === 'patient' && Date.parse(appointment.start!) - Date.now() < this.opts.cancelCutoffMs) {
       throw errors.conflict(`Patients can cancel up to ${Math.round(this.opts.cancelCutoffMs / 3600_000)} h before the start; contact the practice`);
     }
@@ -155,25 +156,30 @@ export class BookingService {
         { url: CANCELLATION_URL, extension: [{ url: 'by', valueString: caller === 'system' ? 'system' : (caller.access.fhirUser ?? caller.access.clientId) }, { url: 'at', valueDateTime: new Date().toISOString() }] },
       ];
     }
-    await this.system.update(next, { ifMatch: version }).catch((err) => {
-      if ((err as { status?: number }).status === 412) throw errors.conflict('The appointment was changed meanwhile; reload it and try again');
-      throw err;
-    });
+    // The stored version (new versionId, lastUpdated) is what the caller gets and what the notices read.
+    const stored = parseResource(
+      (
+        await this.system.update(next, { ifMatch: version }).catch((err) => {
+          if ((err as { status?: number }).status === 412) throw errors.conflict('The appointment was changed meanwhile; reload it and try again');
+          throw err;
+        })
+      ).version,
+    ) as Appointment;
     const slotRef = appointment.slot?.[0]?.reference;
     if ((action === 'cancel' || action === 'noshow') && slotRef) {
       await this.claims.release(slotRef, `Appointment/${appointment.id}`);
       if (action === 'cancel' && Date.parse(appointment.start!) > Date.now()) await this.setSlotStatus(idOf(slotRef, 'Slot'), 'free');
-      await this.hooks.cancelled?.(next).catch(() => undefined);
+      await this.hooks.cancelled?.(stored).catch(() => undefined);
     }
     if (action === 'arrive') await this.openEncounter(next);
-    if (action === 'complete') await this.closeEncounter(next);
-    return next;
+    if (action === 'complete' || (action === 'cancel' && appointment.status === 'arrived')) await this.closeEncounter(next);
+    return stored;
   }
 
   /** `$reschedule`: moves to another free slot atomically (the new slot is claimed before the old is freed). */
   async reschedule(caller: Caller, appointmentRef: string, newSlotRef: string): Promise<Appointment> {
     const { appointment, version } = await this.readOwn(caller, appointmentRef);
-    this.authorize(caller, appointment, 'reschedule');
+    await this.authorize(caller, appointment, 'reschedule');
     if (!TRANSITIONS.reschedule.from.includes(appointment.status as AppointmentStatus)) throw errors.conflict(`An appointment that is ${appointment.status} cannot be rescheduled`);
     const newId = idOf(newSlotRef, 'Slot');
     const slot = parseResource(await caller.repo.read('Slot', newId)) as Slot;
@@ -183,8 +189,9 @@ export class BookingService {
     const ref = `Appointment/${appointment.id}`;
     if (!(await this.claims.claim(`Slot/${newId}`, ref, 'booked'))) throw errors.conflict(`Slot/${newId} was just taken by another booking`);
     const next: Appointment = { ...appointment, slot: [{ reference: `Slot/${newId}` }], start: slot.start, end: slot.end };
+    let stored: Appointment;
     try {
-      await this.system.update(next, { ifMatch: version });
+      stored = parseResource((await this.system.update(next, { ifMatch: version })).version) as Appointment;
     } catch (err) {
       await this.claims.release(`Slot/${newId}`, ref);
       if ((err as { status?: number }).status === 412) throw errors.conflict('The appointment was changed meanwhile; reload it and try again');
@@ -196,8 +203,8 @@ export class BookingService {
       await this.claims.release(old, ref);
       await this.setSlotStatus(idOf(old, 'Slot'), 'free');
     }
-    await this.hooks.rescheduled?.(next).catch(() => undefined);
-    return next;
+    await this.hooks.rescheduled?.(stored).catch(() => undefined);
+    return stored;
   }
 
   /** Releases holds whose time ran out: the Slot is free again, the proposed Appointment cancelled. */
@@ -215,12 +222,34 @@ export class BookingService {
 
   // ------------------------------------------------------------------------------------------------
 
-  private authorize(caller: Caller | 'system', appointment: Appointment, action: Action): void {
+  private async authorize(caller: Caller | 'system', appointment: Appointment, action: Action): Promise<void> {
     if (caller === 'system') return;
     const actor = actorOf(caller, appointment);
     if (!actor || !TRANSITIONS[action].by.includes(actor)) {
       throw errors.forbidden(`${actor ? `A ${actor}` : 'This caller'} cannot ${action} this appointment`);
     }
+    if (caller.access.role === 'hospital-admin' && !caller.access.scopes.some((s) => s.context === 'system')) {
+      const org = await this.organizationOf(appointment);
+      if (!org || org !== caller.access.organization) {
+        throw errors.forbidden(`A hospital administrator acts on appointments at their own organization (${caller.access.organization ?? 'none'}), not at ${org ?? 'an unknown one'}`);
+      }
+    }
+  }
+
+  /** The organization an appointment is at: its PractitionerRole's, else its Location's managing organization. */
+  private async organizationOf(a: Appointment): Promise<string | undefined> {
+    const read = async (type: string): Promise<Record<string, any> | undefined> => {
+      const ref = a.participant.find((p) => p.actor?.reference?.startsWith(`${type}/`))?.actor?.reference;
+      if (!ref) return undefined;
+      try {
+        return parseResource(await this.system.read(type, idOf(ref, type))) as Record<string, any>;
+      } catch {
+        return undefined; // a deleted role or location: no organization to match
+      }
+    };
+    const role = await read('PractitionerRole');
+    if (role?.organization?.reference) return role.organization.reference as string;
+    return (await read('Location'))?.managingOrganization?.reference as string | undefined;
   }
 
   private async readOwn(caller: Caller, ref: string): Promise<{ appointment: Appointment; version: string }> {
@@ -322,6 +351,10 @@ export class BookingService {
     }
   }
 }
+
+const DONE: Record<Exclude<Action, 'book' | 'reschedule'>, string> = {
+  confirm: 'confirmed', arrive: 'marked arrived', complete: 'completed', cancel: 'cancelled', noshow: 'marked no-show',
+};
 
 function actorOf(caller: Caller, a: Appointment) {
   const participants = a.participant.map((p) => p.actor?.reference).filter((r): r is string => !!r);

@@ -7,7 +7,7 @@ import { personNames } from '../accounts/person-resources.js';
 import { schedulingPorts } from './practitioner-writes.js';
 import { verificationStatus, withVerification } from './practitioner-extensions.js';
 import { administers, operationParams } from './role-administration.js';
-import { verificationResultEmail } from './verification-email.js';
+import { verificationResultEmail } from '../notifications/templates.js';
 
 /**
  * `POST PractitionerRole/[id]/$verify` (Parameters `decision` = approve | reject, `reason`): an administrator

@@ -20,7 +20,9 @@ export async function startSmtp(): Promise<{ inbox: Received[]; url: string; clo
       stream.on('end', () => {
         const raw = Buffer.concat(chunks).toString('utf8');
         const body = raw.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
-        inbox.push({ to: session.envelope.rcptTo.map((r) => r.address), subject: /^Subject: (.*)$/m.exec(raw)?.[1] ?? '', body });
+        // Long header lines are folded (CRLF + white space); unfolding removes the line break only (RFC 5322).
+        const headers = raw.split(/\r?\n\r?\n/, 1)[0]!.replace(/\r?\n(?=[ \t])/g, '');
+        inbox.push({ to: session.envelope.rcptTo.map((r) => r.address), subject: /^Subject: (.*)$/m.exec(headers)?.[1] ?? '', body });
         callback();
       });
     },
