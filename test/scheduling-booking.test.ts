@@ -62,6 +62,12 @@ describe('finding and booking', () => {
     expect(res.status).toBe(200);
     expect(res.body.entry).toHaveLength(3);
     expect(res.body.entry[0].resource).toMatchObject({ resourceType: 'Appointment', status: 'proposed', slot: [{ reference: 'Slot/near' }] });
+    // Slots of an inactive role are never proposed, even though they are free.
+    const all = await http('GET', `${srv.base}/Appointment/$find?practitioner=${doctor}&_count=100`, { token: patientToken });
+    const proposed = all.body.entry.map((e: any) => e.resource.slot[0].reference);
+    expect(proposed).toHaveLength(31);
+    expect(proposed).not.toContain('Slot/closed');
+    expect((await http('GET', `${srv.base}/Slot/closed`)).body.status).toBe('free');
   });
 
   it('a patient holds a slot and books it; the booking has a reference and the slot is busy', async () => {

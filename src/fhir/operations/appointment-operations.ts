@@ -72,6 +72,9 @@ export const findOperation: Handler = async (req, ctx) => {
   const end = p.get('end');
   const query: [string, string][] = [['status', 'free'], ['start', `ge${start}`], ['_sort', 'start'], ['_count', p.get('_count') ?? '20']];
   if (end) query.push(['start', `lt${end}`]);
+  // Only what can be booked: a Schedule not switched off, of a PractitionerRole that is active (generated
+  // Schedules also carry the role's verification in their `active`).
+  query.push(['schedule.active:not', 'false'], ['schedule.actor:PractitionerRole.active', 'true']);
   const practitioner = p.get('practitioner');
   if (practitioner?.startsWith('PractitionerRole/')) query.push(['schedule.actor', practitioner]);
   else if (practitioner) query.push(['schedule.actor:PractitionerRole.practitioner', practitioner.includes('/') ? practitioner : `Practitioner/${practitioner}`]);
