@@ -79,6 +79,9 @@ describe('finding and booking', () => {
     expect(booked.status).toBe(200);
     expect(booked.body.status).toBe('pending');
     expect(booked.body.identifier[0].value).toMatch(/^MVY-[A-Z2-9]{4}-[A-Z2-9]{4}$/);
+    // The reference is claimed as a unique key, so no other appointment can be given it.
+    const claim = await srv.running.mongo.db.collection('booking_references').findOne({ _id: booked.body.identifier[0].value } as never);
+    expect(claim).toMatchObject({ appointment: `Appointment/${held.body.id}` });
     expect((await http('GET', `${srv.base}/Slot/s00`)).body.status).toBe('busy');
     // Someone else cannot take it.
     expect((await op('Appointment/$book', { slot: 'Slot/s00' }, otherPatientToken)).status).toBe(409);

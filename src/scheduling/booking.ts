@@ -36,6 +36,7 @@ export interface Caller {
 }
 
 type Lock = { _id: string; exp: Date };
+type ReferenceClaim = { _id: string; appointment: string };
 
 /**
  * Booking without double booking, on MongoDB and FerretDB alike: the slot claim (a unique key) decides who
@@ -45,6 +46,7 @@ type Lock = { _id: string; exp: Date };
 export class BookingService {
   readonly claims: SlotClaims;
   private readonly locks: Collection<Lock>;
+  private readonly references: Collection<ReferenceClaim>;
 
   constructor(
     db: Db,
@@ -55,6 +57,7 @@ export class BookingService {
   ) {
     this.claims = new SlotClaims(db);
     this.locks = db.collection<Lock>('booking_locks');
+    this.references = db.collection<ReferenceClaim>('booking_references');
   }
 
   /** `$hold`: the slot is reserved for a few minutes as a `proposed` Appointment. */
@@ -88,7 +91,7 @@ export class BookingService {
       resourceType: 'Appointment',
       id,
       status: mode === 'hold' ? 'proposed' : 'pending',
-      identifier: [{ system: BOOKING_REFERENCE_SYSTEM, value: bookingReference() }],
+      identifier: [{ system: BOOKING_REFERENCE_SYSTEM, value: await this.uniqueReference(id) }],
       slot: [{ reference: `Slot/${slotId}` }],
       start: slot.start,
       end: slot.end,
@@ -291,6 +294,22 @@ export class BookingService {
     const e = Date.parse(end);
     const clash = mine.map((v) => parseResource(v) as Appointment).find((a) => Date.parse(a.start!) < e && Date.parse(a.end!) > s);
     if (clash) throw errors.conflict(`${patient} already has an appointment at that time (Appointment/${clash.id})`);
+  }
+
+  /**
+   * A booking reference no other appointment has: 40 random bits make a repeat likely somewhere in a million
+   * bookings, so each is claimed by inserting it as a key (unique on any engine) and drawn again if taken.
+   */
+  private async uniqueReference(appointmentId: string): Promise<string> {
+    for (let attempt = 0; ; attempt++) {
+      const reference = bookingReference();
+      try {
+        await this.references.insertOne({ _id: reference, appointment: `Appointment/${appointmentId}` });
+        return reference;
+      } catch (err) {
+        if (!isDuplicateKey(err) || attempt >= 5) throw err;
+      }
+    }
   }
 
   /** One booking at a time per patient, so the overlap check and the claim are not raced by a second booking. */
