@@ -194,6 +194,11 @@ describe('no double booking', () => {
         const linked = (await http('GET', `${srv.base}/Appointment?slot=Slot/${s}&status=proposed,pending,booked,arrived`)).body.entry ?? [];
         expect({ s, n: linked.length }).toEqual({ s, n: 1 });
       }
+      // The refused bookings left no booking reference behind: every claimed reference belongs to a stored appointment.
+      const winners = results.filter((r) => r.status === 201).map((r) => `Appointment/${r.body.id}`);
+      const claimed = await srv.running.mongo.db.collection('booking_references').find({}).toArray();
+      expect(winners.every((w) => claimed.some((c) => c.appointment === w))).toBe(true);
+      for (const c of claimed) expect({ c: c.appointment, status: (await http('GET', `${srv.base}/${c.appointment}`)).status }).toEqual({ c: c.appointment, status: 200 });
     } finally {
       for (const o of others) await o.close();
     }

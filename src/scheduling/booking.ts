@@ -91,7 +91,6 @@ export class BookingService {
       resourceType: 'Appointment',
       id,
       status: mode === 'hold' ? 'proposed' : 'pending',
-      identifier: [{ system: BOOKING_REFERENCE_SYSTEM, value: await this.uniqueReference(id) }],
       slot: [{ reference: `Slot/${slotId}` }],
       start: slot.start,
       end: slot.end,
@@ -113,10 +112,12 @@ export class BookingService {
       }
       let stored: Appointment;
       try {
+        appointment.identifier = [{ system: BOOKING_REFERENCE_SYSTEM, value: await this.uniqueReference(id) }];
         // The caller's repository: a patient may only create appointments in their own compartment.
         ownCreates.add(appointment);
         stored = parseResource((await caller.repo.create(appointment, { id })).version) as Appointment;
       } catch (err) {
+        await this.references.deleteMany({ appointment: `Appointment/${id}` }).catch(() => undefined);
         await this.claims.release(`Slot/${slotId}`, `Appointment/${id}`);
         throw err;
       }
