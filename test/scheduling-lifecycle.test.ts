@@ -169,6 +169,36 @@ describe('role × transition matrix', () => {
   });
 });
 
+describe('bad input to the scheduling operations', () => {
+  const post = (path: string, body: unknown, token?: string) => http('POST', `${srv.base}/${path}`, { body, ...(token ? { token } : {}) });
+  it('answers 400 OperationOutcomes and writes nothing', async () => {
+    const id = await appointmentIn('pending');
+    const cases: [string, unknown][] = [
+      [`Appointment/${id}/$confirm`, { resourceType: 'Patient' }], // not Parameters
+      [`Appointment/${id}/$cancel`, { resourceType: 'Parameters', parameter: { name: 'reason', valueString: 'x' } }], // parameter not a list
+      [`Appointment/${id}/$cancel`, { resourceType: 'Parameters', parameter: [{ name: 'reason', valueString: { $gt: '' } }] }], // wrong type
+      ['Appointment/$book', { resourceType: 'Parameters', parameter: [{ name: 'slot', valueString: { $ne: null } }] }], // operator injection
+      ['Appointment/$book', { resourceType: 'Parameters', parameter: [{ name: 'slot', valueString: 'Patient/m2' }] }], // not a Slot
+      ['Appointment/$book', { resourceType: 'Parameters', parameter: [{ name: 'slot', valueString: 'Slot/m2' }, { name: 'patient', valueString: 'Patient/$where' }] }],
+      [`Appointment/${id}/$reschedule`, { resourceType: 'Parameters', parameter: [{ name: 'slot', valueString: 'Slot/../m2' }] }],
+      [`Appointment/${id}/$cancel`, { resourceType: 'Parameters', parameter: [{ name: 'reason', valueString: 'a', valueCode: 'b' }] }], // two values
+      [`Appointment/${id}/$review`, { resourceType: 'Parameters', parameter: [{ name: 'rating', valueInteger: '5' }] }],
+      ['PractitionerRole/role1/$verify', { resourceType: 'Parameters', parameter: 'approve' }],
+      ['PractitionerRole/role1/$verify', { resourceType: 'Parameters', parameter: [{ name: 'decision', part: { name: 'x' } }] }],
+      ['Patient/$validate', { resourceType: 'Parameters', parameter: [{ name: 'resource', resource: 'Patient' }] }],
+    ];
+    for (const [path, body] of cases) {
+      const res = await post(path, body);
+      expect({ path, body, status: res.status, type: res.body?.resourceType }).toEqual({ path, body, status: 400, type: 'OperationOutcome' });
+    }
+    const find = await http('GET', `${srv.base}/Appointment/$find?start=${encodeURIComponent('{"$gt":""}')}`);
+    expect([find.status, find.body.resourceType]).toEqual([400, 'OperationOutcome']);
+    const current = await http('GET', `${srv.base}/Appointment/${id}`);
+    expect([current.body.meta.versionId, current.body.status]).toEqual(['1', 'pending']);
+    expect((await http('GET', `${srv.base}/Slot/m2`)).body.status).toBe('free');
+  });
+});
+
 describe('notices along the lifecycle', () => {
   const inbox = (subject: RegExp) => smtp.inbox.filter((m) => m.to.includes('alice@matrix.example') && subject.test(m.subject));
   async function until<T>(what: string, get: () => T | undefined | Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {

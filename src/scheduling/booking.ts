@@ -382,9 +382,10 @@ function actorOf(caller: Caller, a: Appointment) {
   return actorFor(caller.access.role, caller.access.fhirUser ?? (caller.access.patient ? `Patient/${caller.access.patient}` : undefined), participants, backend);
 }
 
+/** The id in `id`, `Type/id` or `<absolute base>/Type/id`; anything else (other types, `..`, operators) is a 400. */
 function idOf(ref: string, type: string): string {
-  const m = new RegExp(`^(?:.*/)?(?:${type}/)?([A-Za-z0-9\\-.]{1,64})$`).exec(ref.trim());
-  if (!m || (ref.includes('/') && !ref.includes(`${type}/`))) throw errors.badRequest(`'${ref}' is not a ${type} reference`);
+  const m = new RegExp(`^(?:https?://[^\\s?#]+/)?(?:${type}/)?([A-Za-z0-9\\-.]{1,64})$`).exec(ref.trim());
+  if (!m || /^\.+$/.test(m[1]!) || (ref.includes('/') && !ref.trim().match(new RegExp(`(?:^|/)${type}/[^/]+$`)))) throw errors.badRequest(`'${ref}' is not a ${type} reference`);
   return m[1]!;
 }
 
