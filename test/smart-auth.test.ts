@@ -157,6 +157,23 @@ describe('standalone launch (authorization code + PKCE)', () => {
     expect((await http('GET', `${srv.base}/${bob.fhirUser}`, { token: u.body.access_token })).status).toBe(404);
     const patients = (await http('GET', `${srv.base}/Patient`, { token: u.body.access_token })).body;
     expect(patients.entry.map((e: any) => `Patient/${e.resource.id}`).sort()).toEqual([alice.fhirUser, carol.fhirUser].sort());
+    // Searches pinned to patients (checked one by one instead of listing every linked patient) give the same answers.
+    const ids = async (query: string) => ((await http('GET', `${srv.base}/${query}`, { token: u.body.access_token })).body.entry ?? []).map((e: any) => `${e.resource.resourceType}/${e.resource.id}`);
+    const [aliceId, bobId] = [alice.fhirUser.split('/')[1], bob.fhirUser.split('/')[1]];
+    expect(await ids(`Patient?_id=${aliceId}`)).toEqual([alice.fhirUser]);
+    expect(await ids(`Patient?_id=${bobId}`)).toEqual([]);
+    expect(await ids(`Patient?_id=${aliceId},${bobId}`)).toEqual([alice.fhirUser]);
+    const ownAppointments = await ids(`Appointment?patient=${alice.fhirUser}`);
+    expect(ownAppointments.length).toBeGreaterThan(0);
+    expect(await ids(`Appointment?patient=${aliceId}`)).toEqual(ownAppointments);
+    expect(await ids(`Patient/${aliceId}/Appointment`)).toEqual(ownAppointments);
+    const bobsAppointment = await http('POST', `${srv.base}/Appointment`, {
+      body: { resourceType: 'Appointment', status: 'booked', start: '2031-01-01T10:00:00Z', end: '2031-01-01T10:30:00Z', participant: [{ actor: { reference: bob.fhirUser }, status: 'accepted' }] },
+    });
+    expect(bobsAppointment.status).toBe(201);
+    expect(await ids(`Appointment?patient=${bob.fhirUser}`)).toEqual([]);
+    expect(await ids(`Appointment?patient=${alice.fhirUser},${bob.fhirUser}`)).toEqual(ownAppointments);
+    expect(await ids(`Patient/${bobId}/Appointment`)).toEqual([]);
   }, 30_000);
 
   it('refuses a missing PKCE challenge, the plain method, a foreign aud, a wrong verifier and a reused code', async () => {

@@ -21,9 +21,13 @@ export interface AccessContext {
   organization?: string;
 }
 
-/** A scope's reach: undefined patients = not confined to compartments. */
+/**
+ * A scope's reach: undefined patients = not confined to compartments; `linked` = the patients the account is
+ * linked to (a practitioner's, a hospital administrator's), checked one patient at a time for single resources
+ * and listed only when a search needs the whole set.
+ */
 interface Reach {
-  patients?: string[];
+  patients?: string[] | 'linked';
   params: [string, string][];
   /** Writes to types outside the Patient compartment need the resource to reference one of these. */
   writeAnchors?: string[];
@@ -39,6 +43,7 @@ interface Reach {
  */
 export class AccessPolicy {
   private linked?: Promise<string[]>;
+  private readonly linkChecks = new Map<string, Promise<boolean>>();
 
   constructor(
     readonly access: AccessContext,
@@ -56,12 +61,24 @@ export class AccessPolicy {
     return found;
   }
 
-  /** How far a search may reach, as a restriction the search engine ANDs with the query. */
-  async searchRestriction(type: string): Promise<SearchRestriction | undefined> {
+  /**
+   * How far a search may reach, as a restriction the search engine ANDs with the query. `pinned`: patients
+   * the query itself confines every match to (see pinnedPatients); when the account is linked to all of them,
+   * they are the restriction, which gives the same matches without listing every linked patient.
+   */
+  async searchRestriction(type: string, pinned?: string[]): Promise<SearchRestriction | undefined> {
     const reaches = await Promise.all(this.scopesFor(type, 's').map((s) => this.reach(s, type)));
     if (reaches.some((r) => !r.patients && !r.params.length)) return undefined;
+    const linked = async (): Promise<string[]> => {
+      // A query pinned to a few patients, all linked to the account: they are the restriction.
+      if (pinned?.length && pinned.length <= 10 && !this.linked) {
+        if ((await Promise.all(pinned.map((p) => this.isLinked(p)))).every(Boolean)) return pinned;
+      }
+      return this.linkedPatients();
+    };
+    const lists = await Promise.all(reaches.map((r) => (r.patients === 'linked' ? linked() : r.patients)));
     // A union of restrictions: the patients of all of them; criteria only when every scope has the same.
-    const patients = reaches.some((r) => !r.patients) ? undefined : [...new Set(reaches.flatMap((r) => r.patients!))];
+    const patients = lists.some((l) => !l) ? undefined : [...new Set(lists.flatMap((l) => l!))];
     const first = JSON.stringify(reaches[0]!.params);
     const params = reaches.every((r) => JSON.stringify(r.params) === first) ? reaches[0]!.params : [];
     return { patients, params };
@@ -109,7 +126,7 @@ export class AccessPolicy {
       }
       case 'practitioner':
       case 'hospital-admin':
-        return { patients: await this.linkedPatients(), params, writeAnchors: [this.access.fhirUser, this.access.organization].filter((x): x is string => !!x) };
+        return { patients: 'linked', params, writeAnchors: [this.access.fhirUser, this.access.organization].filter((x): x is string => !!x) };
       default:
         void type;
         return { patients: [], params, writeAnchors: [] };
@@ -145,18 +162,73 @@ export class AccessPolicy {
     return this.linked;
   }
 
+  /**
+   * Whether one patient is linked to the account, by the same relations as linkedPatients() but with the
+   * patient as the narrow side of each query (a handful of documents instead of all of a busy practitioner's
+   * appointments). Memoized for the request; the full list is used instead when a search already loaded it.
+   */
+  private isLinked(pid: string): Promise<boolean> {
+    let check = this.linkChecks.get(pid);
+    if (!check) {
+      check = (async () => {
+        if (this.linked) return (await this.linked).includes(pid);
+        const patient = `Patient/${encodeURIComponent(pid)}`;
+        const who = this.access.fhirUser;
+        const org = this.access.organization;
+        const queries: [string, string][] = [];
+        if (this.access.role === 'practitioner' && who) {
+          queries.push(['Appointment', `patient=${patient}&practitioner=${who}`], ['Encounter', `patient=${patient}&practitioner=${who}`], ['CareTeam', `patient=${patient}&participant=${who}`], ['Patient', `_id=${encodeURIComponent(pid)}&general-practitioner=${who}`]);
+        }
+        if (org) queries.push(['Patient', `_id=${encodeURIComponent(pid)}&organization=${org}`]);
+        if (this.access.role === 'hospital-admin' && org) queries.push(['Appointment', `patient=${patient}&actor:PractitionerRole.organization=${org}`]);
+        for (const [type, criteria] of queries) {
+          if ((await this.repo.findByCriteria(type, criteria, 1)).length) return true;
+        }
+        return false;
+      })();
+      this.linkChecks.set(pid, check);
+    }
+    return check;
+  }
+
   private async within(reach: Reach, type: string, id: string, resource: Record<string, unknown>, permission: Permission): Promise<boolean> {
     const tk = this.indexer(resource).tk;
     if (reach.params.length && !matchesByIndex(tk, reach.params)) return false;
     if (!reach.patients) return true;
+    const fixed = reach.patients;
+    const member = fixed === 'linked' ? (pid: string) => this.isLinked(pid) : async (pid: string) => fixed.includes(pid);
     const params = patientCompartment().get(type);
-    if (type === 'Patient') return reach.patients.includes(id);
-    if (params) return params.some((p) => reach.patients!.some((pid) => tk.includes(`${p}${SEP}Patient/${pid}`)));
+    if (type === 'Patient') return member(id);
+    if (params) {
+      const prefixes = params.map((p) => `${p}${SEP}Patient/`);
+      const owners = new Set(tk.flatMap((k) => prefixes.filter((p) => k.startsWith(p)).map((p) => k.slice(p.length))));
+      for (const pid of owners) if (await member(pid)) return true;
+      return false;
+    }
     // Not patient data: readable by anyone with a scope on it; writable only where it references the user.
     if (permission === 'r' || permission === 's') return true;
     const anchors = reach.writeAnchors ?? [];
     return anchors.some((a) => `${type}/${id}` === a || tk.some((k) => k.endsWith(`${SEP}${a}`)));
   }
+}
+
+/**
+ * The patients a search confines every match to by its own criteria: a compartment search, `_id` of a
+ * Patient search, or a compartment parameter of the type (`patient`, `subject`…) given as `Patient/id` (a bare
+ * id only for `patient`). Undefined when the query does not pin them (chains, modifiers, other forms).
+ */
+export function pinnedPatients(type: string, params: [string, string][], compartment?: { type: string; id: string }): string[] | undefined {
+  if (compartment?.type === 'Patient') return [compartment.id];
+  // `patient` of a compartment type: its matches lie in that patient's compartment in R4; were one not, the
+  // pinned restriction would leave it out, never let in more than the full list of linked patients would.
+  const members = patientCompartment().get(type);
+  const names = type === 'Patient' ? ['_id'] : members ? [...members, 'patient'] : [];
+  for (const [name, value] of params) {
+    if (!names.includes(name)) continue;
+    const ids = value.split(',').map((v) => (type === 'Patient' || name === 'patient' ? /^(?:Patient\/)?([A-Za-z0-9\-.]{1,64})$/ : /^Patient\/([A-Za-z0-9\-.]{1,64})$/).exec(v)?.[1]);
+    if (ids.length && ids.every((id): id is string => !!id)) return ids;
+  }
+  return undefined;
 }
 
 /** Granular-scope criteria checked against a resource's index (token and reference criteria). */

@@ -5,7 +5,7 @@ import { errors } from '../fhir/outcomes.js';
 import type { SearchRequest, SearchResult } from '../fhir/search/engine.js';
 import type { FhirRepository } from '../fhir/storage/repository.js';
 import type { HistoryPage, HistoryQuery, ResourceVersion, WriteOptions, WriteResult } from '../fhir/storage/types.js';
-import type { AccessPolicy } from './access-policy.js';
+import { pinnedPatients, type AccessPolicy } from './access-policy.js';
 
 type Obj = Record<string, unknown>;
 
@@ -144,7 +144,7 @@ export class ScopedRepository implements FhirRepository {
       }
       return this.filterIncludes(await this.inner.search({ ...req, types: allowed, restrict: restrictions[0] }));
     }
-    const restrict = await this.policy.searchRestriction(req.types[0]!);
+    const restrict = await this.policy.searchRestriction(req.types[0]!, pinnedPatients(req.types[0]!, req.params, req.compartment));
     return this.filterIncludes(await this.inner.search({ ...req, restrict }));
   }
 
