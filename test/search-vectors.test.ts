@@ -247,6 +247,17 @@ describe('results', () => {
     await http('DELETE', `${srv.base}/Patient/p0`);
   });
 
+  it('a long _id list pages in id order, each id once, unknown ids skipped', async () => {
+    const page1 = (await get('Patient?_id=p4,p2,missing,p1,p3,p2&_count=2')).body;
+    expect(matchIds(page1)).toEqual(['p1', 'p2']);
+    const page2 = (await http('GET', page1.link.find((l: any) => l.relation === 'next').url)).body;
+    expect(matchIds(page2)).toEqual(['p3', 'p4']);
+    expect(page2.link.find((l: any) => l.relation === 'next')).toBeUndefined();
+    const back = (await http('GET', page2.link.find((l: any) => l.relation === 'previous').url)).body;
+    expect(matchIds(back)).toEqual(['p1', 'p2']);
+    expect(matchIds((await get('Patient?_id=p4,p2,missing,p1,p3&active=false&_count=2')).body)).toEqual(['p4']);
+  });
+
   it('a tampered paging link is a 400, one for another search a 400', async () => {
     const page1 = (await get('Patient?_sort=family&_count=1')).body;
     const next = new URL(page1.link.find((l: any) => l.relation === 'next').url);
