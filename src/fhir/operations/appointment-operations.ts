@@ -8,25 +8,17 @@ import type { BookingService, Caller } from '../../scheduling/booking.js';
  * Appointments, `$hold` reserves one for a few minutes, `$book` takes it; lifecycle steps `$confirm`,
  * `$arrive`, `$complete`, `$cancel`, `$noshow`, `$reschedule`. Inputs as a Parameters body or query.
  */
-const VALUE_FIELDS = ['valueString', 'valueReference', 'valueCode', 'valueDateTime', 'valueInstant', 'valueUri'] as const;
-
 function params(req: FhirRequest): Map<string, string> {
   const out = new Map<string, string>();
   for (const [k, v] of req.query) out.set(k, v);
   const body = req.body as Parameters | undefined;
   if (body && typeof body === 'object' && !(body instanceof URLSearchParams)) {
     if (body.resourceType !== 'Parameters') throw errors.badRequest('The body must be a Parameters resource');
-    if (body.parameter !== undefined && !Array.isArray(body.parameter)) throw errors.badRequest('Parameters.parameter must be a list');
+    // The dispatcher has checked the shape (a list, names, at most one value, each of its JSON type).
     for (const [i, p] of (body.parameter ?? []).entries()) {
-      if (!p || typeof p !== 'object' || typeof p.name !== 'string') throw errors.badRequest(`Parameters.parameter[${i}] needs a name`);
-      const fields = p as unknown as Record<string, unknown>;
-      const given = VALUE_FIELDS.filter((f) => fields[f] !== undefined);
-      const raw = given.length ? fields[given[0]!] : undefined;
-      const v = given[0] === 'valueReference' ? (raw as { reference?: unknown } | null)?.reference : raw;
-      if (given.length > 1 || typeof v !== 'string') {
-        throw errors.badRequest(`Parameters.parameter[${i}] (${p.name}) needs one value: a string, code, date, uri or Reference`);
-      }
-      out.set(p.name, v);
+      const v = p.valueString ?? p.valueReference?.reference ?? p.valueCode ?? p.valueDateTime ?? p.valueInstant ?? p.valueUri;
+      if (typeof v !== 'string') throw errors.badRequest(`Parameters.parameter[${i}] (${p.name}) needs a string, code, date, uri or Reference value`);
+      out.set(p.name!, v);
     }
   }
   return out;
