@@ -1,12 +1,10 @@
-import { spawn } from 'node:child_process';
+import { runEntryPoint } from './support/run-entry-point.js';
 import { startSmtp, type Received } from './support/smtp.js';
 import { randomUUID } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { passwordProblems } from '../src/accounts/passwords.js';
 import { http, startTestServer, type TestServer } from './support/server.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const STRONG = 'Gl4cier-Walk!9';
 const STRONG_2 = 'Harb0ur#Lights7';
 
@@ -220,26 +218,11 @@ describe('password reset', () => {
 });
 
 describe('scripts/create-admin.ts', () => {
-  function createAdmin(args: string[], env: Record<string, string>, stdin?: string) {
-    return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/create-admin.ts', ...args], {
-        cwd: ROOT,
-        env: {
-          PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '',
-          MONGODB_URI: process.env.MONGODB_URI ?? 'mongodb://127.0.0.1:27017/',
-          MONGODB_DB: srv.running.mongo.db.databaseName, SMTP_URL: smtp.url, LOG_LEVEL: 'error', ...env,
-        },
-        stdio: ['pipe', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('error', reject);
-      child.on('exit', (code) => resolve({ code, stdout, stderr }));
-      child.stdin.end(stdin ?? '');
-    });
-  }
+  const createAdmin = (args: string[], env: Record<string, string>, stdin?: string) =>
+    runEntryPoint('scripts/create-admin.ts', args, {
+      MONGODB_URI: process.env.MONGODB_URI ?? 'mongodb://127.0.0.1:27017/',
+      MONGODB_DB: srv.running.mongo.db.databaseName, SMTP_URL: smtp.url, LOG_LEVEL: 'error', ...env,
+    }, stdin ?? '');
 
   it('refuses a weak password and names the problems', async () => {
     const email = newEmail('root');

@@ -1,9 +1,7 @@
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { runEntryPoint } from './support/run-entry-point.js';
 import { describe, expect, it } from '@jest/globals';
 import { ConfigError, loadConfig, parseSize } from '../src/config/config.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const FERRET = process.env.MONGODB_URI ?? 'mongodb://127.0.0.1:27017/';
 
 function configError(env: Record<string, string>): ConfigError {
@@ -156,22 +154,7 @@ describe('loadConfig', () => {
 });
 
 /** Runs the real entry point and collects its exit code and output. */
-function runMain(env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-      cwd: ROOT,
-      // A clean environment: only what the test sets, so no variable of the test runner decides the outcome.
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runMain = (env: Record<string, string>) => runEntryPoint('src/main.ts', [], env);
 
 describe('the server process with a bad configuration', () => {
   it('exits with code 2 naming the bad variable, before listening', async () => {
