@@ -32,10 +32,12 @@ import { Reminders } from './notifications/reminders.js';
 import { AppointmentNotices } from './notifications/appointment-notices.js';
 import { preferenceRoutes } from './notifications/routes.js';
 import { PractitionerRatings } from './reviews/practitioner-rating.js';
-import { reviewsContext } from './reviews/review-context.js';
 // --- end notifications, jobs, reviews ---
 import { fhirEndpoint } from './fhir/rest/koa-adapter.js';
 import { dispatch } from './fhir/rest/dispatch.js';
+import { serverRoutes } from './fhir/rest/routes.js';
+import { OperationRegistry, operationDefinitions } from './fhir/operations/registry.js';
+import { businessOperations } from './business-operations.js';
 import { runtimeCapabilityStatement } from './fhir/capability.js';
 import { Collections } from './fhir/storage/mongo/documents.js';
 import { CursorCodec } from './fhir/storage/mongo/cursor.js';
@@ -259,8 +261,12 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     }).routes());
     const ratings = new PractitionerRatings({ repo, logger });
     await ratings.ensureDefinitions(config.ratingSearchParameter);
-    app.use(reviewsContext(ratings)); // Appointment/$review finds this server's rating service here
     // --- notifications, jobs, reviews: end ---
+    // Business operations register themselves (each module's own list); the REST layer serves them and the
+    // CapabilityStatement and OperationDefinitions describe them from the same registry.
+    const operations = new OperationRegistry().register(...businessOperations({ booking, ratings }));
+    const fhirRoutes = serverRoutes(operations.list());
+    await publishOperationDefinitions(repo, operations);
     const fhir = new Router({ prefix: FHIR_MOUNT });
     const endpoint = fhirEndpoint({
       mountPath: FHIR_MOUNT,
@@ -275,7 +281,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       context: (ctx, caller) => ({
         repo: caller?.repo ?? unavailableRepository,
         access: caller?.access,
-        booking,
+        routes: fhirRoutes,
         searchDefaultCount: config.searchDefaultCount,
         searchMaxCount: config.searchMaxCount,
         maxBundleEntries: config.maxBundleEntries,
@@ -331,6 +337,18 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     await mongo.close().catch(() => undefined);
     throw err;
   }
+}
+
+/**
+ * Stores the OperationDefinition of every registered operation, so the canonicals the CapabilityStatement
+ * names can be read (`GET /fhir/OperationDefinition/Appointment-book`). An unchanged definition writes no
+ * new version, so restarts leave their history alone.
+ */
+async function publishOperationDefinitions(repo: FhirRepository, registry: OperationRegistry): Promise<void> {
+  const defs = registry.list().filter((op) => !op.canonical).flatMap(operationDefinitions);
+  await repo.transaction(async (tx) => {
+    for (const def of defs) await tx.update(def);
+  });
 }
 
 /** Stops accepting connections and waits for in-flight requests, forcing idle and then all sockets closed. */

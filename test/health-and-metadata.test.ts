@@ -8,7 +8,8 @@ import { expectOutcome, historyTotal } from './support/outcomes.js';
 import { appointment, coverage, invoice, jsonPatch, observation, patient } from './support/factories.js';
 import { deriveCapabilityStatement } from '../src/fhir/capability.js';
 import { getResourceTypes } from '../src/fhir/definitions.js';
-import { routes } from '../src/fhir/rest/routes.js';
+import { serverRoutes } from '../src/fhir/rest/routes.js';
+import { declaredOperations } from '../src/business-operations.js';
 
 let srv: TestServer;
 let served: CapabilityStatement;
@@ -23,6 +24,8 @@ afterAll(async () => {
 });
 
 const ROOT = new URL('..', import.meta.url);
+/** Every route a server serves: the core interactions and the registered business operations. */
+const routes = serverRoutes(declaredOperations());
 const VERSION = JSON.parse(readFileSync(new URL('package.json', ROOT), 'utf8')).version as string;
 const EXAMPLES = dirname(createRequire(import.meta.url).resolve('hl7.fhir.r4.examples/package.json'));
 
@@ -81,18 +84,36 @@ describe('CapabilityStatement', () => {
 
   it('capability-statement.json is what the route table implies', () => {
     const file = JSON.parse(readFileSync(new URL('capability-statement.json', ROOT), 'utf8')) as CapabilityStatement;
-    const derived = deriveCapabilityStatement(getResourceTypes(), file);
+    const derived = deriveCapabilityStatement(getResourceTypes(), declaredOperations(), file);
     try {
       expect(file).toEqual(derived);
     } catch (err) {
       throw new Error(
-        `capability-statement.json is stale: the route table (src/fhir/rest/routes.ts) or the resource types changed. ` +
+        `capability-statement.json is stale: the route table (src/fhir/rest/routes.ts), the registered operations (src/business-operations.ts) or the resource types changed. ` +
           `Run \`npm run capability\` to regenerate it, then review the diff.\n\n${(err as Error).message}`,
       );
     }
     // What /metadata serves is that file plus facts of this running instance (the SMART endpoint URLs).
     const { extension: _urls, ...security } = served.rest![0]!.security!;
     expect([{ ...served.rest![0], security }]).toEqual(file.rest);
+  });
+
+  it('serves the OperationDefinition of every declared business operation at its canonical', async () => {
+    const canonicals = new Set<string>();
+    for (const r of served.rest![0]!.resource!) for (const op of r.operation ?? []) if (op.definition.startsWith('http://medivoy.example/')) canonicals.add(op.definition);
+    for (const op of served.rest![0]!.operation ?? []) if (op.definition.startsWith('http://medivoy.example/')) canonicals.add(op.definition);
+    expect(canonicals.size).toBeGreaterThanOrEqual(12);
+    for (const canonical of canonicals) {
+      const id = canonical.split('/').pop()!;
+      const res = await http('GET', `${srv.base}/OperationDefinition/${id}`);
+      expect({ canonical, status: res.status, url: res.body?.url }).toEqual({ canonical, status: 200, url: canonical });
+      const [type, ...name] = id.split('-');
+      expect(res.body.code).toBe(name.join('-'));
+      expect(res.body.resource).toEqual([type]);
+    }
+    // Found by canonical too, as clients look them up.
+    const byUrl = await http('GET', `${srv.base}/OperationDefinition?url=${encodeURIComponent('http://medivoy.example/fhir/OperationDefinition/Appointment-book')}`);
+    expect(byUrl.body.entry?.map((e: any) => e.resource.id)).toEqual(['Appointment-book']);
   });
 
   it('declares every route of the interaction table (nothing served is undeclared)', () => {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { CapabilityStatement, CapabilityStatementRestResource } from '@medplum/fhirtypes';
-import { routes, type Route } from './rest/routes.js';
+import { serverRoutes, type Route } from './rest/routes.js';
+import { operationCanonical, type BusinessOperation } from './operations/registry.js';
 import { SearchParameterRegistry } from './search/parameters.js';
 
 const HL7_OPERATIONS = new Set(['validate', 'everything']);
@@ -10,11 +11,13 @@ const FILE = new URL('../../capability-statement.json', import.meta.url);
 const TYPE_INTERACTIONS = ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create', 'search-type'] as const;
 
 /**
- * The CapabilityStatement the route table implies, for every resource type. `capability-statement.json`
- * must equal this (a test checks it and regenerates with `npm run capability`), so the file never promises
- * what is not served nor hides what is.
+ * The CapabilityStatement the route table and the registered operations imply, for every resource type.
+ * `capability-statement.json` must equal this (a test checks it and regenerates with `npm run capability`),
+ * so the file never promises what is not served nor hides what is.
  */
-export function deriveCapabilityStatement(resourceTypes: string[], base: CapabilityStatement = readDeclared()): CapabilityStatement {
+export function deriveCapabilityStatement(resourceTypes: string[], operations: readonly BusinessOperation[], base: CapabilityStatement = readDeclared()): CapabilityStatement {
+  const routes = serverRoutes(operations);
+  const registered = new Map(operations.map((op) => [op.name, op]));
   const typeRoutes = routes.filter((r) => r.pattern[0] === ':type');
   const has = (pred: (r: Route) => boolean) => typeRoutes.some(pred);
   const interactions = TYPE_INTERACTIONS.filter((code) => has((r) => r.interaction === code && !r.conditional));
@@ -43,16 +46,18 @@ export function deriveCapabilityStatement(resourceTypes: string[], base: Capabil
       : {}),
     operation: operationsOf(type).map((name) => ({
       name,
-      // HL7's own operations by their canonical; ours (scheduling, reviews) under the product's namespace.
-      definition: name === 'validate' ? 'http://hl7.org/fhir/OperationDefinition/Resource-validate'
-        : HL7_OPERATIONS.has(name) ? `http://hl7.org/fhir/OperationDefinition/${type}-${name}`
-          : `http://medivoy.example/fhir/OperationDefinition/${type}-${name}`,
+      // HL7's own core operations by their canonical; registered ones by the registry's (ours under the product's namespace).
+      definition: registered.has(name) && !HL7_OPERATIONS.has(name) ? operationCanonical(registered.get(name)!, type)
+        : name === 'validate' ? 'http://hl7.org/fhir/OperationDefinition/Resource-validate'
+          : `http://hl7.org/fhir/OperationDefinition/${type}-${name}`,
     })),
   }) satisfies CapabilityStatementRestResource);
   const systemInteractions = [
-    ...new Set(routes.filter((r) => r.pattern[0] !== ':type' && r.interaction !== 'capabilities').flatMap((r) => [r.interaction, ...(r.alsoDeclares ?? [])])),
+    ...new Set(routes.filter((r) => r.pattern[0] !== ':type' && r.interaction !== 'capabilities' && r.interaction !== 'operation').flatMap((r) => [r.interaction, ...(r.alsoDeclares ?? [])])),
   ];
-  const rest = base.rest?.[0] ?? { mode: 'server' as const };
+  const systemOperations = operations.filter((op) => op.levels.includes('system')).map((op) => ({ name: op.name, definition: operationCanonical(op, undefined) }));
+  // Any system-level operations of the base are replaced by the registered ones.
+  const { operation: _declaredOperations, ...rest } = base.rest?.[0] ?? { mode: 'server' as const };
   return {
     ...base,
     rest: [{
@@ -67,6 +72,7 @@ export function deriveCapabilityStatement(resourceTypes: string[], base: Capabil
       },
       resource,
       interaction: systemInteractions.map((code) => ({ code: code as 'history-system' })),
+      ...(systemOperations.length ? { operation: systemOperations } : {}),
       // Parameters every type has (R4 3.1.1.4, "Parameters for all resources").
       searchParam: [
         { name: '_id', type: 'token', definition: 'http://hl7.org/fhir/SearchParameter/Resource-id' },

@@ -1,9 +1,8 @@
 import type { Appointment, Parameters, PractitionerRole, QuestionnaireResponse } from '@medplum/fhirtypes';
 import { errors } from '../fhir/outcomes.js';
-import type { Handler } from '../fhir/rest/types.js';
+import type { BusinessOperation, OperationContext, OperationInput, OperationResult } from '../fhir/operations/registry.js';
 import type { FhirRepository } from '../fhir/storage/repository.js';
-import { REVIEW_QUESTIONNAIRE } from './practitioner-rating.js';
-import { currentRatings } from './review-context.js';
+import { REVIEW_QUESTIONNAIRE, type PractitionerRatings } from './practitioner-rating.js';
 
 /** Identifier system of reviews: the value is the Appointment id, so one appointment has at most one review. */
 export const REVIEW_IDENTIFIER_SYSTEM = 'http://medivoy.example/fhir/review-of-appointment';
@@ -11,9 +10,8 @@ export const REVIEW_IDENTIFIER_SYSTEM = 'http://medivoy.example/fhir/review-of-a
 export const REVIEWED_APPOINTMENT_URL = 'http://medivoy.example/fhir/StructureDefinition/reviewed-appointment';
 const MAX_COMMENT = 2000;
 
-function input(body: unknown): { rating: number; comment?: string } {
-  const p = body as Parameters | undefined;
-  if (!p || p.resourceType !== 'Parameters') throw errors.badRequest('The body must be a Parameters resource with rating (valueInteger 1-5) and comment (valueString)');
+function reviewInput(p: Parameters): { rating: number; comment?: string } {
+  if (!p.parameter?.length) throw errors.badRequest('The body must be a Parameters resource with rating (valueInteger 1-5) and comment (valueString)');
   const rating = p.parameter?.find((x) => x.name === 'rating');
   const comment = p.parameter?.find((x) => x.name === 'comment')?.valueString;
   const value = rating?.valueInteger ?? rating?.valueDecimal;
@@ -40,13 +38,24 @@ async function practitionerOf(a: Appointment, repo: FhirRepository): Promise<str
  * the repository's criteria lock) lets exactly one of concurrent duplicates through. Then the
  * practitioner's rating is recomputed. Answers 201 with the QuestionnaireResponse.
  */
-export const reviewAppointment: Handler = async (req, ctx, { type, id }) => {
-  if (type !== 'Appointment') throw errors.notFound(`$review is defined for Appointment, not ${type}`);
-  const ratings = currentRatings();
-  if (!ratings) throw errors.unavailable('Reviews are not available on this server');
+export function reviewOperation(deps: { ratings: PractitionerRatings }): BusinessOperation {
+  return {
+    name: 'review', levels: ['instance'], resourceTypes: ['Appointment'], methods: ['POST'], affectsState: true,
+    description: "The patient of a fulfilled appointment rates its practitioner (1-5, with a comment), once.",
+    parameters: [
+      { name: 'rating', use: 'in', min: 1, max: '1', type: 'integer', documentation: '1 to 5' },
+      { name: 'comment', use: 'in', min: 0, max: '1', type: 'string' },
+      { name: 'return', use: 'out', min: 1, max: '1', type: 'QuestionnaireResponse' },
+    ],
+    handler: (input, ctx) => review(input, ctx, deps.ratings),
+  };
+}
+
+async function review(input: OperationInput, ctx: OperationContext, ratings: PractitionerRatings): Promise<OperationResult> {
+  const id = input.target.id;
   const me = ctx.access?.fhirUser;
   if (ctx.access?.role !== 'patient' || !me?.startsWith('Patient/')) throw errors.forbidden('Only the patient of an appointment may review it (sign in as that patient)');
-  const { rating, comment } = input(req.body);
+  const { rating, comment } = reviewInput(input.parameters);
 
   const appointment = JSON.parse((await ctx.repo.read('Appointment', id!)).json!) as Appointment;
   if (!appointment.participant?.some((p) => p.actor?.reference === me)) throw errors.forbidden('Only the patient of this appointment may review it');
@@ -74,11 +83,11 @@ export const reviewAppointment: Handler = async (req, ctx, { type, id }) => {
   try {
     await ratings.recompute(practitioner);
   } catch (err) {
-    ctx.onUnexpectedError(err); // the review is stored; the next review's recompute includes it
+    ctx.reportError(err); // the review is stored; the next review's recompute includes it
   }
   return {
     status: 201,
-    headers: { Location: `${req.baseUrl}/QuestionnaireResponse/${res.version.id}/_history/${res.version.versionId}`, ETag: `W/"${res.version.versionId}"` },
-    body: { json: res.version.json! },
+    headers: { Location: `${ctx.baseUrl}/QuestionnaireResponse/${res.version.id}/_history/${res.version.versionId}`, ETag: `W/"${res.version.versionId}"` },
+    resource: { json: res.version.json! },
   };
-};
+}

@@ -1,6 +1,6 @@
 import type { Parameters, PractitionerRole } from '@medplum/fhirtypes';
+import type { BusinessOperation, OperationContext, OperationInput, OperationResult } from '../fhir/operations/registry.js';
 import { errors } from '../fhir/outcomes.js';
-import type { Handler } from '../fhir/rest/types.js';
 import { parseResource } from '../fhir/storage/types.js';
 import { generateSlots } from './generate-slots.js';
 import { schedulingPorts } from './practitioner-writes.js';
@@ -16,13 +16,28 @@ const MAX_HORIZON_DAYS = 366;
  * its administrators. Slots and Schedules are derived data the server owns, so after this check they are
  * written with the server's repository (a practitioner may not write Slots directly).
  */
-export const generateSlotsOperation: Handler = async (req, ctx, { type, id }) => {
-  if (type !== 'PractitionerRole') throw errors.notFound(`$generate-slots is defined for PractitionerRole, not ${type}`);
+export const generateSlotsOperation: BusinessOperation = {
+  name: 'generate-slots', levels: ['instance'], resourceTypes: ['PractitionerRole'], methods: ['POST'], affectsState: true,
+  description: "Generates the role's Schedules and free Slots from its availability now (rather than at the next job run).",
+  parameters: [
+    { name: 'start', use: 'in', min: 0, max: '1', type: 'dateTime', documentation: 'From (default now)' },
+    { name: 'end', use: 'in', min: 0, max: '1', type: 'dateTime', documentation: 'Until (default start + horizonDays)' },
+    { name: 'horizonDays', use: 'in', min: 0, max: '1', type: 'integer', documentation: 'Days ahead when no end is given (default 28)' },
+    { name: 'schedule', use: 'out', min: 0, max: '*', type: 'Reference' },
+    { name: 'created', use: 'out', min: 1, max: '1', type: 'integer' },
+    { name: 'removed', use: 'out', min: 1, max: '1', type: 'integer' },
+    { name: 'unchanged', use: 'out', min: 1, max: '1', type: 'integer' },
+  ],
+  handler: (input, ctx) => generate(input, ctx),
+};
+
+async function generate(input: OperationInput, ctx: OperationContext): Promise<OperationResult> {
+  const id = input.target.id;
   const role = parseResource(await ctx.repo.read('PractitionerRole', id!)) as PractitionerRole;
   const own = !!ctx.access?.fhirUser && ctx.access.fhirUser === role.practitioner?.reference;
   if (!own && !administers(ctx.access, role)) throw errors.forbidden('Only the practitioner of this role or its administrators may generate its slots');
 
-  const p = operationParams(req);
+  const p = operationParams(input);
   const now = Date.now();
   const from = p.get('start') ? instant(p.get('start')!, 'start') : now;
   const horizon = p.get('horizonDays') !== undefined ? Number(p.get('horizonDays')) : DEFAULT_HORIZON_DAYS;
@@ -40,8 +55,8 @@ export const generateSlotsOperation: Handler = async (req, ctx, { type, id }) =>
       { name: 'unchanged', valueInteger: r.unchanged },
     ],
   };
-  return { status: 200, body };
-};
+  return { status: 200, resource: body };
+}
 
 function instant(v: string, name: string): number {
   const t = Date.parse(v);

@@ -1,6 +1,6 @@
 import type { Organization, Practitioner, PractitionerRole } from '@medplum/fhirtypes';
 import { errors, isOperationOutcomeError } from '../fhir/outcomes.js';
-import type { Handler } from '../fhir/rest/types.js';
+import type { BusinessOperation, OperationContext, OperationInput, OperationResult } from '../fhir/operations/registry.js';
 import { parseResource } from '../fhir/storage/types.js';
 import type { FhirRepository } from '../fhir/storage/repository.js';
 import { personNames } from '../accounts/person-resources.js';
@@ -15,9 +15,20 @@ import { verificationResultEmail } from '../notifications/templates.js';
  * and `verified` (bookable, slots are generated); rejection keeps it inactive with the reason. 403 for anyone
  * else, 409 when the role is not pending. The practitioner is e-mailed the result once the update committed.
  */
-export const verifyPractitionerRole: Handler = async (req, ctx, { type, id }) => {
-  if (type !== 'PractitionerRole') throw errors.notFound(`$verify is defined for PractitionerRole, not ${type}`);
-  const p = operationParams(req);
+export const verifyPractitionerRole: BusinessOperation = {
+  name: 'verify', levels: ['instance'], resourceTypes: ['PractitionerRole'], methods: ['POST'], affectsState: true,
+  description: "An administrator of the role's organization approves or rejects a pending PractitionerRole (approval makes it bookable).",
+  parameters: [
+    { name: 'decision', use: 'in', min: 1, max: '1', type: 'code', documentation: 'approve | reject' },
+    { name: 'reason', use: 'in', min: 0, max: '1', type: 'string', documentation: 'Required for a rejection' },
+    { name: 'return', use: 'out', min: 1, max: '1', type: 'PractitionerRole' },
+  ],
+  handler: (input, ctx) => verify(input, ctx),
+};
+
+async function verify(input: OperationInput, ctx: OperationContext): Promise<OperationResult> {
+  const id = input.target.id;
+  const p = operationParams(input);
   const decision = p.get('decision');
   if (decision !== 'approve' && decision !== 'reject') throw errors.badRequest("$verify needs decision 'approve' or 'reject'");
   const reason = p.get('reason')?.trim() || undefined;
@@ -38,8 +49,8 @@ export const verifyPractitionerRole: Handler = async (req, ctx, { type, id }) =>
     throw err;
   }
   await notifyPractitioner(ctx.repo, role, decision === 'approve', reason);
-  return { status: 200, body: { json: result.version.json! } };
-};
+  return { status: 200, resource: { json: result.version.json! } };
+}
 
 /** E-mails the practitioner at the address of their Practitioner resource (registration puts the account's there). */
 async function notifyPractitioner(repo: FhirRepository, role: PractitionerRole, approved: boolean, reason: string | undefined): Promise<void> {

@@ -5,7 +5,7 @@ import type { FhirRequest, FhirResponse, HandlerContext } from './types.js';
 
 /** Runs one FHIR request through the interaction table: the REST edge and Bundle entries both use it. */
 export async function dispatch(req: FhirRequest, ctx: HandlerContext): Promise<FhirResponse> {
-  const match = matchRoute(req.method, req.segments);
+  const match = matchRoute(req.method, req.segments, ctx.routes);
   const where = `/${req.segments.join('/')}`;
   if (!match) throw errors.notFound(`No FHIR interaction at ${req.method} ${where}`);
   if ('allowed' in match) throw errors.methodNotAllowed(`${req.method} is not allowed on ${where}`, match.allowed);

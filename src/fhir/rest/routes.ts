@@ -7,13 +7,8 @@ import { validate } from './handlers/validate.js';
 import { metadata } from './handlers/metadata.js';
 import { bundle } from './handlers/bundle.js';
 import { patientEverything } from '../operations/patient-everything.js';
-import { reviewAppointment } from '../../reviews/review-appointment.js';
-import {
-  arriveOperation, bookOperation, cancelOperation, completeOperation, confirmOperation, findOperation, holdOperation, noshowOperation, rescheduleOperation,
-} from '../operations/appointment-operations.js';
-
-import { verifyPractitionerRole } from '../../scheduling/verify-practitioner-role.js';
-import { generateSlotsOperation } from '../../scheduling/generate-slots-operation.js';
+import type { BusinessOperation } from '../operations/registry.js';
+import { operationRoutes } from './operation-routes.js';
 
 /** CapabilityStatement interaction codes (R4 `TypeRestfulInteraction` / `SystemRestfulInteraction`). */
 export type InteractionCode =
@@ -36,7 +31,10 @@ export interface Route {
   handler: Handler;
 }
 
-/** Every REST interaction the server serves. The CapabilityStatement is derived from this table. */
+/**
+ * The FHIR core's interactions. Business operations (scheduling, reviews, billing, …) are not listed here:
+ * their modules register them (operations/registry.ts) and {@link serverRoutes} adds their routes.
+ */
 export const routes: Route[] = [
   { method: 'GET', pattern: ['metadata'], interaction: 'capabilities', handler: metadata },
   { method: 'POST', pattern: [], interaction: 'transaction', alsoDeclares: ['batch'], handler: bundle },
@@ -60,24 +58,12 @@ export const routes: Route[] = [
   { method: 'GET', pattern: [':type', '$everything'], interaction: 'operation', operation: 'everything', types: ['Patient'], handler: patientEverything },
   { method: 'GET', pattern: [':type', ':id', '$everything'], interaction: 'operation', operation: 'everything', types: ['Patient'], handler: patientEverything },
   { method: 'GET', pattern: [':type', ':id', '_history', ':vid'], interaction: 'vread', handler: vread },
-  // Scheduling (Appointment): find, hold, book and the lifecycle steps.
-  { method: 'GET', pattern: [':type', '$find'], interaction: 'operation', operation: 'find', types: ['Appointment'], handler: findOperation },
-  { method: 'POST', pattern: [':type', '$find'], interaction: 'operation', operation: 'find', types: ['Appointment'], handler: findOperation },
-  { method: 'POST', pattern: [':type', '$hold'], interaction: 'operation', operation: 'hold', types: ['Appointment'], handler: holdOperation },
-  { method: 'POST', pattern: [':type', '$book'], interaction: 'operation', operation: 'book', types: ['Appointment'], handler: bookOperation },
-  { method: 'POST', pattern: [':type', ':id', '$book'], interaction: 'operation', operation: 'book', types: ['Appointment'], handler: bookOperation },
-  { method: 'POST', pattern: [':type', ':id', '$confirm'], interaction: 'operation', operation: 'confirm', types: ['Appointment'], handler: confirmOperation },
-  { method: 'POST', pattern: [':type', ':id', '$arrive'], interaction: 'operation', operation: 'arrive', types: ['Appointment'], handler: arriveOperation },
-  { method: 'POST', pattern: [':type', ':id', '$complete'], interaction: 'operation', operation: 'complete', types: ['Appointment'], handler: completeOperation },
-  { method: 'POST', pattern: [':type', ':id', '$cancel'], interaction: 'operation', operation: 'cancel', types: ['Appointment'], handler: cancelOperation },
-  { method: 'POST', pattern: [':type', ':id', '$noshow'], interaction: 'operation', operation: 'noshow', types: ['Appointment'], handler: noshowOperation },
-  { method: 'POST', pattern: [':type', ':id', '$reschedule'], interaction: 'operation', operation: 'reschedule', types: ['Appointment'], handler: rescheduleOperation },
-  // Practitioner onboarding and availability (scheduling/): verification of a role, slot generation for one role.
-  { method: 'POST', pattern: [':type', ':id', '$verify'], interaction: 'operation', operation: 'verify', types: ['PractitionerRole'], handler: verifyPractitionerRole },
-  { method: 'POST', pattern: [':type', ':id', '$generate-slots'], interaction: 'operation', operation: 'generate-slots', types: ['PractitionerRole'], handler: generateSlotsOperation },
-  // Reviews: the patient of a fulfilled appointment rates its practitioner (reviews/review-appointment.ts).
-  { method: 'POST', pattern: [':type', ':id', '$review'], interaction: 'operation', operation: 'review', types: ['Appointment'], handler: reviewAppointment },
 ];
+
+/** Every route a server serves: the core interactions and its registered operations. The CapabilityStatement is derived from it. */
+export function serverRoutes(operations: readonly BusinessOperation[]): Route[] {
+  return [...routes, ...operationRoutes(operations)];
+}
 
 export interface RouteMatch {
   route: Route;
@@ -88,9 +74,9 @@ export interface RouteMatch {
  * Finds the route for a method and path. Literal segments win over variables, so `Patient/_history`
  * is type history rather than a read of id `_history`. Returns the allowed methods when only the method is wrong.
  */
-export function matchRoute(method: string, segments: string[]): RouteMatch | { allowed: string[] } | undefined {
+export function matchRoute(method: string, segments: string[], table: readonly Route[] = routes): RouteMatch | { allowed: string[] } | undefined {
   let candidates: RouteMatch[] = [];
-  for (const route of routes) {
+  for (const route of table) {
     if (route.pattern.length !== segments.length) continue;
     const params: Record<string, string> = {};
     let ok = true;

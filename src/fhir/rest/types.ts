@@ -1,7 +1,7 @@
 import type { CapabilityStatement, Resource } from '@medplum/fhirtypes';
 import type { FhirRepository } from '../storage/repository.js';
 import type { AccessContext } from '../../auth/access-policy.js';
-import type { BookingService } from '../../scheduling/booking.js';
+import type { Route } from './routes.js';
 
 /** A FHIR request with no trace of the web framework: the REST handlers see only this. */
 export interface FhirRequest {
@@ -30,8 +30,8 @@ export interface HandlerContext {
   repo: FhirRepository;
   /** Who is calling (from the access token); absent only for the public /metadata. */
   access?: AccessContext;
-  /** Scheduling workflows (Appointment operations). */
-  booking?: BookingService;
+  /** Every route this server serves: the core interactions and its registered operations (rest/routes.ts). */
+  routes: readonly Route[];
   searchDefaultCount: number;
   searchMaxCount: number;
   capabilityStatement: () => CapabilityStatement;

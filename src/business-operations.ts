@@ -1,0 +1,37 @@
+import type { BusinessOperation } from './fhir/operations/registry.js';
+import type { BookingService } from './scheduling/booking.js';
+import type { PractitionerRatings } from './reviews/practitioner-rating.js';
+import { appointmentOperations } from './scheduling/appointment-operations.js';
+import { verifyPractitionerRole } from './scheduling/verify-practitioner-role.js';
+import { generateSlotsOperation } from './scheduling/generate-slots-operation.js';
+import { reviewOperation } from './reviews/review-appointment.js';
+
+/** The services the business operations act through (built in server.ts). */
+export interface BusinessServices {
+  booking: BookingService;
+  ratings: PractitionerRatings;
+}
+
+/** Every business operation of the product, each from its own module; server.ts registers them. */
+export function businessOperations(services: BusinessServices): BusinessOperation[] {
+  return [
+    ...appointmentOperations(services),
+    verifyPractitionerRole,
+    generateSlotsOperation,
+    reviewOperation(services),
+  ];
+}
+
+/**
+ * The same operations without a running server, for what only needs their declarations (the
+ * CapabilityStatement, OpenAPI): their handlers would fail if called, and their factories must not touch
+ * the services until a handler runs.
+ */
+export function declaredOperations(): BusinessOperation[] {
+  const unbound = new Proxy({} as BusinessServices, {
+    get: (_t, name) => {
+      throw new Error(`${String(name)} is not available: these operations are declarations only`);
+    },
+  });
+  return businessOperations(unbound);
+}
