@@ -51,6 +51,7 @@ import { isResourceType, loadDefinitions } from './fhir/definitions.js';
 import { validateResource } from './fhir/validation/validate-resource.js';
 import { loadProfiles } from './fhir/validation/profiles.js';
 import type { FhirRepository } from './fhir/storage/repository.js';
+import { SideWriteHooks } from './fhir/storage/side-writes.js';
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import type { Db } from 'mongodb';
 
@@ -73,6 +74,8 @@ export interface RunningServer {
   mongo: MongoHandle;
   kv: KeyValueStore;
   repo: FhirRepository;
+  /** Documents modules write with every resource version (audit, subscription outbox): see fhir/storage/side-writes.ts. */
+  sideWrites: SideWriteHooks;
   search: SearchEngine;
   customParameters: CustomSearchParameters;
   /** Registration, login checks and password flows (SMART login calls `accounts.authenticate`). */
@@ -177,7 +180,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       idsAfter: pgIndexes ? (collection, after, limit) => pgIndexes!.idsAfter(collection, after, limit) : undefined,
     });
     engine.pendingReindex = (types) => custom!.pendingFor(types);
+    const sideWrites = new SideWriteHooks();
     const repo = new MongoRepository({
+      sideWrites,
       client: mongo.client,
       collections: cols,
       supportsTransactions: mongo.supportsTransactions,
@@ -314,7 +319,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const store = kv;
     const mail = mailer;
     return {
-      server, url, mongo, kv: store, repo, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications,
+      server, url, mongo, kv: store, repo, sideWrites, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications,
       async close() {
         clearInterval(holdSweep);
         await drain(server, config.shutdownTimeoutMs);

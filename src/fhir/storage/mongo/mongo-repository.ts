@@ -13,6 +13,8 @@ import { maybeInTransaction } from './transactions.js';
 import { withCriteriaLock } from './criteria-lock.js';
 import { UnitOfWork } from './unit-of-work.js';
 import type { CursorCodec } from './cursor.js';
+import type { SideWriteHooks } from '../side-writes.js';
+import { insertSideWrites, removeSideWrites } from './side-write-store.js';
 
 export interface MongoRepositoryDeps {
   client: MongoClient;
@@ -28,6 +30,8 @@ export interface MongoRepositoryDeps {
   isResourceType: (type: string) => boolean;
   /** Signs and checks paging cursors. */
   cursors: CursorCodec;
+  /** Documents other modules write with each version (audit records, subscription outbox; see side-writes.ts). */
+  sideWrites?: SideWriteHooks;
 }
 
 /** How often a write without If-Match retries after losing a race to another writer. */
@@ -357,16 +361,33 @@ export class MongoRepository implements FhirRepository {
     }
     const doc: CurrentDoc = { _id: `${type}/${id}`, t: type, id, v, lu, del: deleted, json, m: method, ...ix };
     await this.deps.collections.ready(type);
+    const version = toVersion(doc);
+    const sides = this.deps.sideWrites?.empty === false
+      ? await this.deps.sideWrites.collect({ version, previous: current ? toVersion(current) : undefined, inUnitOfWork: !!this.uow })
+      : [];
     if (this.uow && !current) {
       // New resources in a unit of work are written in bulk (see UnitOfWork.flush).
-      this.uow.buffer(doc);
+      this.uow.buffer(doc, sides);
     } else if (this.uow) {
+      await this.uow.writeSides(sides);
       await writeVersion(this.deps.collections, doc, this.uow.session);
       this.uow.recordWrite(doc, current);
+    } else if (sides.length && !this.supportsTransactions) {
+      // Side writes first, removed again if the version cannot be written (see side-writes.ts).
+      const db = this.deps.collections.database;
+      await insertSideWrites(db, sides);
+      try {
+        await writeVersion(this.deps.collections, doc);
+      } catch (err) {
+        await removeSideWrites(db, sides);
+        throw err;
+      }
     } else {
-      await maybeInTransaction(this.deps.client, this.supportsTransactions, (session?: ClientSession) => writeVersion(this.deps.collections, doc, session));
+      await maybeInTransaction(this.deps.client, this.supportsTransactions, async (session?: ClientSession) => {
+        await insertSideWrites(this.deps.collections.database, sides, session);
+        await writeVersion(this.deps.collections, doc, session);
+      });
     }
-    const version = toVersion(doc);
     if (type === 'SearchParameter') await this.deps.onSearchParameterChange?.(version);
     return version;
   }

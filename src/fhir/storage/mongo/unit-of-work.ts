@@ -2,6 +2,8 @@ import type { ClientSession } from 'mongodb';
 import type { Collections, CurrentDoc } from './documents.js';
 import { acquireCriteriaLock, releaseCriteriaLock } from './criteria-lock.js';
 import { undoVersion, writeNewVersions } from './version-writer.js';
+import { insertSideWrites, removeSideWrites } from './side-write-store.js';
+import type { SideWrite } from '../side-writes.js';
 
 /**
  * The state of one multi-resource write (a transaction Bundle). On an engine with transactions every
@@ -14,6 +16,10 @@ export class UnitOfWork {
   private readonly locks = new Map<string, string>();
   /** Creates not yet written: flushed in bulk before anything reads or the unit ends. */
   private buffered: CurrentDoc[] = [];
+  /** Side writes of the buffered creates, inserted just before them. */
+  private bufferedSides: SideWrite[] = [];
+  /** Side writes already inserted (removed on rollback without a session). */
+  private readonly sides: SideWrite[] = [];
 
   constructor(
     private readonly c: Collections,
@@ -24,14 +30,25 @@ export class UnitOfWork {
     if (!this.session) this.written.push({ doc, previous });
   }
 
-  buffer(doc: CurrentDoc): void {
+  buffer(doc: CurrentDoc, sides: SideWrite[] = []): void {
     this.buffered.push(doc);
+    this.bufferedSides.push(...sides);
+  }
+
+  /** Inserts side writes of a version in this unit (in its session; recorded for rollback without one). */
+  async writeSides(sides: SideWrite[]): Promise<void> {
+    if (!sides.length) return;
+    if (!this.session) this.sides.push(...sides); // recorded first, so a partial insert is undone too
+    await insertSideWrites(this.c.database, sides, this.session);
   }
 
   async flush(): Promise<void> {
     if (!this.buffered.length) return;
     const docs = this.buffered;
     this.buffered = [];
+    const sides = this.bufferedSides;
+    this.bufferedSides = [];
+    await this.writeSides(sides);
     for (const d of docs) this.recordWrite(d, null); // recorded first, so a partial bulk write is undone too
     await writeNewVersions(this.c, docs, this.session);
   }
@@ -45,6 +62,7 @@ export class UnitOfWork {
   async rollback(): Promise<void> {
     for (const { doc, previous } of this.written.reverse()) await undoVersion(this.c, doc, previous);
     this.written.length = 0;
+    await removeSideWrites(this.c.database, this.sides.splice(0));
   }
 
   async releaseLocks(): Promise<void> {
