@@ -1,40 +1,16 @@
-import { ConfigError, loadConfig } from './config/config.js';
-import { createLogger } from './infra/logger.js';
-import { startServer } from './server.js';
+import { readFileSync } from 'node:fs';
+import { nodeVersionProblem } from './node-version.js';
 
-/** Entry point: load config → start → stop cleanly on SIGTERM/SIGINT. */
-async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      console.error(err.message);
-      process.exit(2);
-    }
-    throw err;
-  }
-  const logger = createLogger(config.logLevel);
-  const running = await startServer(config, logger);
-  let stopping = false;
-  const stop = async (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info({ signal }, 'shutting down: draining in-flight requests');
-    try {
-      await running.close();
-      logger.info('stopped');
-      process.exit(0);
-    } catch (err) {
-      logger.error({ err }, 'error during shutdown');
-      process.exit(1);
-    }
-  };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
-}
-
-main().catch((err) => {
-  console.error('Medivoy failed to start:', err instanceof Error ? err.message : err);
+/**
+ * Entry point. Checks the Node.js version before anything else is loaded: ES modules evaluate their static
+ * imports before their own code, and the server's dependencies (oidc-provider 9, @medplum/core 5) fail on an
+ * older Node with errors that do not say why (`ReferenceError: WebSocket is not defined`). So this file imports
+ * only Node's own modules and loads the server with a dynamic import once the version is right.
+ */
+const engines = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { engines?: { node?: string } }).engines?.node ?? '>=22.18.0';
+const problem = nodeVersionProblem(process.versions.node, engines);
+if (problem) {
+  console.error(problem);
   process.exit(1);
-});
+}
+await import('./serve.js');

@@ -8,6 +8,7 @@ import type { Config } from './config/config.js';
 import type { Logger } from './infra/logger.js';
 import { initMongo, type MongoHandle } from './infra/mongo.js';
 import { initRedis, type KeyValueStore } from './infra/redis.js';
+import { StartupError } from './infra/startup-error.js';
 import { errorHandler } from './http/error-handler.js';
 import { requestContext } from './http/request-context.js';
 import { securityHeaders } from './http/security-headers.js';
@@ -148,7 +149,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const startedAt = new Date();
   loadDefinitions();
   loadProfiles();
-  const mongo = await initMongo({ uri: config.mongodbUri, dbName: config.mongodbDb, logger });
+  const mongo = await initMongo({ uri: config.mongodbUri, dbName: config.mongodbDb, logger, connectTimeoutMs: config.mongodbConnectTimeoutMs });
   let kv: KeyValueStore | undefined;
   let pgIndexes: FerretPostgresIndexes | undefined;
   let custom: CustomSearchParameters | undefined;
@@ -196,6 +197,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     repoRef = repo;
     await custom.start();
 
+    let started = false;
     const app = new Koa({ proxy: true });
     // The public base is known only once listening when BASE_URL is unset (e.g. PORT=0 in tests).
     let publicBase = config.baseUrl ?? '';
@@ -211,6 +213,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         mongodb: async () => (await mongo.db.command({ ping: 1 })).ok === 1,
         redis: () => kv!.ping(),
       },
+      started: () => started,
     });
     app.use(health.routes());
     // --- accounts: begin (registration and passwords under /auth, mounted before the FHIR router) ---
@@ -308,13 +311,20 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     app.use(fhir.routes());
 
     const server = app.listen(config.port, config.host);
-    await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject));
+    await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE') throw new StartupError(`Port ${config.port} on ${config.host} is already in use: stop the other process or set PORT to a free port.`);
+      if (err.code === 'EACCES') throw new StartupError(`Not allowed to listen on port ${config.port} on ${config.host}: use a port above 1023 or set HOST/PORT.`);
+      throw err;
+    });
     const addr = server.address() as AddressInfo;
     const url = `http://${addr.address === '0.0.0.0' || addr.address === '::' ? '127.0.0.1' : addr.address}:${addr.port}`;
     if (!config.baseUrl) publicBase = `http://${config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : addr.address}:${addr.port}`;
     app.keys = await auth.start(publicBase, FHIR_MOUNT); // the provider's cookies are the mounting app's
     capability = runtimeCapabilityStatement({ baseUrl: `${publicBase}${FHIR_MOUNT}`, version: VERSION, startedAt, issuer: auth.issuer });
-    logger.info({ url, baseUrl: publicBase, engine: mongo.engine, transactions: mongo.supportsTransactions, kv: kv.kind }, 'Medivoy is listening');
+    started = true;
+    // `runtime` tells an operator whether this is the compiled build (npm start) or the TypeScript sources (npm run dev).
+    const runtime = import.meta.url.endsWith('.js') ? 'compiled' : 'source';
+    logger.info({ url, baseUrl: publicBase, engine: mongo.engine, transactions: mongo.supportsTransactions, kv: kv.kind, runtime }, 'Medivoy is listening');
 
     const store = kv;
     const mail = mailer;

@@ -23,6 +23,7 @@ describe('loadConfig', () => {
       baseUrl: undefined,
       mongodbUri: undefined,
       mongodbDb: 'medivoy',
+      mongodbConnectTimeoutMs: 30000,
       redisUrl: undefined,
       logLevel: 'info',
       maxBodySize: 16 * 1024 * 1024,

@@ -45,20 +45,29 @@ describe('health', () => {
     expect(res.body.uptime).toBeGreaterThanOrEqual(0);
   });
 
-  it('/health/ready checks MongoDB and Redis', async () => {
-    const res = await http('GET', `${srv.url}/health/ready`);
-    expect(res.status).toBe(200);
-    expect(res.body.status).toBe('ready');
-    expect(res.body.checks).toEqual({ mongodb: 'up', redis: 'up' });
+  it('/ready (and /health/ready) checks start-up, MongoDB and Redis', async () => {
+    for (const path of ['/ready', '/health/ready']) {
+      const res = await http('GET', `${srv.url}${path}`);
+      expect(res.status).toBe(200);
+      expect(res.body.status).toBe('ready');
+      expect(res.body.startup).toBe('complete');
+      expect(res.body.checks).toEqual({ mongodb: 'up', redis: 'up' });
+      expect(res.body.reason).toBeUndefined();
+    }
   });
 
   it('/health/ready is a 503 naming the dependency that is down', async () => {
     const broken = await startTestServer();
     try {
       await broken.running.mongo.client.close();
-      const res = await http('GET', `${broken.url}/health/ready`);
+      const res = await http('GET', `${broken.url}/ready`);
       expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('5');
       expect(res.body.checks).toEqual({ mongodb: 'down', redis: 'up' });
+      expect(res.body.reason).toBe('mongodb is not reachable');
+      await broken.running.kv.close();
+      const both = await http('GET', `${broken.url}/ready`);
+      expect(both.body.checks).toEqual({ mongodb: 'down', redis: process.env.REDIS_URL ? 'down' : 'up' });
       // Liveness does not depend on the database.
       expect((await http('GET', `${broken.url}/health`)).status).toBe(200);
     } finally {

@@ -12,6 +12,8 @@ export interface Config {
   /** Unset: an embedded MongoDB is started (mongodb-memory-server). */
   mongodbUri: string | undefined;
   mongodbDb: string;
+  /** How long start-up waits for the database before giving up with a message. */
+  mongodbConnectTimeoutMs: number;
   /** Unset: in-process fallbacks for cache and rate limits. */
   redisUrl: string | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -141,6 +143,7 @@ export function loadConfig(env: Env = process.env): Config {
     mongodbUri = undefined;
   }
   const mongodbDb = env.MONGODB_DB || 'medivoy';
+  const mongodbConnectTimeoutMs = int('MONGODB_CONNECT_TIMEOUT_MS', 30_000, 100, 600_000);
   if (!/^[A-Za-z0-9_-]{1,63}$/.test(mongodbDb)) problems.push(`MONGODB_DB=${JSON.stringify(mongodbDb)} must be 1-63 letters, digits, _ or -`);
   const redisUrl = url('REDIS_URL', ['redis:', 'rediss:']);
   const logLevel = oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info');
@@ -205,7 +208,7 @@ export function loadConfig(env: Env = process.env): Config {
 
   if (problems.length) throw new ConfigError(problems);
   return {
-    nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, redisUrl, logLevel, maxBodySize, corsOrigins,
+    nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, mongodbConnectTimeoutMs, redisUrl, logLevel, maxBodySize, corsOrigins,
     searchDefaultCount, searchMaxCount, maxBundleEntries, shutdownTimeoutMs, idempotencyTtlMs,
     searchCursorTtlMs, searchMaxIncludes, ferretdbPostgresUrl, reindexWorker, reindexPollMs, reindexBatchSize,
     holdMs, bookingHorizonDays, cancellationCutoffMs,

@@ -5,9 +5,14 @@ export interface HealthDeps {
   environment: string;
   startedAt: Date;
   checks: Record<string, () => Promise<boolean>>;
+  /** True once start-up finished: indexes of the stored types ensured, search parameters loaded, operations published. */
+  started: () => boolean;
 }
 
-/** Liveness (`/health`) and readiness (`/health/ready`: every dependency answers, else 503). */
+/**
+ * Liveness (`/health`: the process answers) and readiness (`/ready`, also at `/health/ready`: start-up is
+ * complete and every dependency answers within 2 s, else 503 with the reason), for load balancers and orchestrators.
+ */
 export function healthRouter(deps: HealthDeps): Router {
   const router = new Router();
   router.get('/health', (ctx) => {
@@ -19,7 +24,7 @@ export function healthRouter(deps: HealthDeps): Router {
       version: deps.version,
     };
   });
-  router.get('/health/ready', async (ctx) => {
+  router.get(['/ready', '/health/ready'], async (ctx) => {
     const results: Record<string, 'up' | 'down'> = {};
     await Promise.all(
       Object.entries(deps.checks).map(async ([name, check]) => {
@@ -27,9 +32,19 @@ export function healthRouter(deps: HealthDeps): Router {
         results[name] = ok ? 'up' : 'down';
       }),
     );
-    const ready = Object.values(results).every((s) => s === 'up');
+    const started = deps.started();
+    const down = Object.entries(results).filter(([, s]) => s === 'down').map(([name]) => `${name} is not reachable`);
+    if (!started) down.unshift('start-up is not complete');
+    const ready = down.length === 0;
     ctx.status = ready ? 200 : 503;
-    ctx.body = { status: ready ? 'ready' : 'not ready', checks: results, timestamp: new Date().toISOString() };
+    if (!ready) ctx.set('Retry-After', '5');
+    ctx.body = {
+      status: ready ? 'ready' : 'not ready',
+      checks: results,
+      startup: started ? 'complete' : 'in progress',
+      ...(ready ? {} : { reason: down.join('; ') }),
+      timestamp: new Date().toISOString(),
+    };
   });
   return router;
 }

@@ -1,5 +1,6 @@
 import { Redis } from 'ioredis';
 import type { Logger } from './logger.js';
+import { StartupError, redactUri } from './startup-error.js';
 
 /**
  * The small part of Redis the server relies on, so that a process without REDIS_URL
@@ -23,8 +24,19 @@ export async function initRedis(opts: { url?: string; logger: Logger }): Promise
     return new InProcessStore();
   }
   const client = new Redis(opts.url, { lazyConnect: true, maxRetriesPerRequest: 2, enableOfflineQueue: true });
-  client.on('error', (err) => opts.logger.warn({ err: err.message }, 'redis connection error'));
-  await client.connect();
+  let lastError: string | undefined;
+  client.on('error', (err) => {
+    lastError = err.message;
+    opts.logger.warn({ err: err.message }, 'redis connection error');
+  });
+  try {
+    await client.connect();
+  } catch (err) {
+    client.disconnect();
+    // "Connection is closed" says less than the socket error that closed it.
+    const reason = lastError ?? (err instanceof Error ? err.message.split('\n')[0] : String(err));
+    throw new StartupError(`Cannot connect to Redis at ${redactUri(opts.url)} (${reason}): start Redis there, or unset REDIS_URL to use in-process fallbacks (one process only).`);
+  }
   opts.logger.info('connected to Redis');
   return new RedisStore(client);
 }
