@@ -34,6 +34,7 @@ const FILES = [
   'Observation-example.json',
   'Observation-blood-pressure.json', // components, interpretation
   'Observation-f001.json',
+  'DiagnosticReport-gingival-mass.json', // base64Binary with whitespace between its groups (R4 allows it)
 ];
 
 function example(file: string): Record<string, any> {

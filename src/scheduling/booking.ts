@@ -61,22 +61,27 @@ export class BookingService {
   }
 
   /** `$hold`: the slot is reserved for a few minutes as a `proposed` Appointment. */
-  hold(caller: Caller, slotRef: string, patientRef?: string): Promise<Appointment> {
-    return this.reserve(caller, slotRef, patientRef, 'hold');
+  hold(caller: Caller, slotRef: string, patientRef?: string, posted?: { base: Appointment; id?: string }): Promise<Appointment> {
+    return this.reserve(caller, slotRef, patientRef, 'hold', undefined, posted?.id, posted?.base);
   }
 
   /** `$book` (or POST Appointment with a Slot): the slot is taken and the Appointment `pending` confirmation. */
-  async book(caller: Caller, input: { slot?: string; appointment?: string; patient?: string; description?: string; id?: string }): Promise<Appointment> {
+  async book(caller: Caller, input: { slot?: string; appointment?: string; patient?: string; description?: string; id?: string; base?: Appointment }): Promise<Appointment> {
     if (input.appointment) return this.bookHeld(caller, input.appointment);
     if (!input.slot) throw errors.badRequest('$book needs a slot (Slot/id) or a held appointment');
-    return this.reserve(caller, input.slot, input.patient, 'book', input.description, input.id);
+    return this.reserve(caller, input.slot, input.patient, 'book', input.description, input.id, input.base);
   }
 
   async versionOf(appointmentId: string): Promise<ResourceVersion> {
     return this.system.read('Appointment', appointmentId);
   }
 
-  private async reserve(caller: Caller, slotRef: string, patientRef: string | undefined, mode: 'hold' | 'book', description?: string, presetId?: string): Promise<Appointment> {
+  /**
+   * Holds or books a slot. `base` is an Appointment a client posted (an EHR's request): it is kept as sent, with
+   * what the booking needs added (the slot's times when missing, the practitioner role, the booking reference,
+   * the hold's expiry); a posted `booked` stays booked, everything else booked is `pending` confirmation.
+   */
+  private async reserve(caller: Caller, slotRef: string, patientRef: string | undefined, mode: 'hold' | 'book', description?: string, presetId?: string, base?: Appointment): Promise<Appointment> {
     const slotId = idOf(slotRef, 'Slot');
     const slot = parseResource(await caller.repo.read('Slot', slotId)) as Slot;
     if (slot.status !== 'free') throw errors.conflict(`Slot/${slotId} is not free (${slot.status})`);
@@ -87,10 +92,13 @@ export class BookingService {
     const patient = await this.patientFor(caller, patientRef);
 
     const id = presetId ?? randomUUID();
-    const appointment: Appointment = {
+    if (base && ((base.start && Date.parse(base.start) !== start) || (base.end && Date.parse(base.end) !== Date.parse(slot.end)))) {
+      throw errors.badRequest(`The appointment's start and end must be those of Slot/${slotId} (${slot.start} to ${slot.end})`);
+    }
+    const computed: Appointment = {
       resourceType: 'Appointment',
       id,
-      status: mode === 'hold' ? 'proposed' : 'pending',
+      status: mode === 'hold' ? 'proposed' : base?.status === 'booked' ? 'booked' : 'pending',
       slot: [{ reference: `Slot/${slotId}` }],
       start: slot.start,
       end: slot.end,
@@ -105,6 +113,7 @@ export class BookingService {
       ],
       ...(mode === 'hold' ? { extension: [{ url: HOLD_EXPIRES_URL, valueInstant: new Date(Date.now() + this.opts.holdMs).toISOString() }] } : {}),
     };
+    const appointment = base ? mergePosted(base, computed) : computed;
     return this.withPatientLock(patient, async () => {
       await this.noOverlap(patient, slot.start, slot.end);
       if (!(await this.claims.claim(`Slot/${slotId}`, `Appointment/${id}`, mode === 'hold' ? 'hold' : 'booked', this.opts.holdMs))) {
@@ -112,7 +121,7 @@ export class BookingService {
       }
       let stored: Appointment;
       try {
-        appointment.identifier = [{ system: BOOKING_REFERENCE_SYSTEM, value: await this.uniqueReference(id) }];
+        appointment.identifier = [...(base?.identifier ?? []), { system: BOOKING_REFERENCE_SYSTEM, value: await this.uniqueReference(id) }];
         // The caller's repository: a patient may only create appointments in their own compartment.
         ownCreates.add(appointment);
         stored = parseResource((await caller.repo.create(appointment, { id })).version) as Appointment;
@@ -400,6 +409,23 @@ function bookingReference(): string {
 /** Appointments the booking workflow itself creates (the plain-write rule lets these through). */
 const ownCreates = new WeakSet<object>();
 
+/** A posted Appointment with what the booking adds: its own elements win, participants and extensions are appended. */
+function mergePosted(base: Appointment, computed: Appointment): Appointment {
+  const sent = new Set((base.participant ?? []).map((p) => p.actor?.reference).filter(Boolean));
+  return {
+    ...computed,
+    ...base,
+    id: computed.id,
+    status: computed.status,
+    slot: computed.slot,
+    start: computed.start,
+    end: computed.end,
+    created: base.created ?? computed.created,
+    participant: [...(base.participant ?? []), ...computed.participant.filter((p) => !sent.has(p.actor?.reference))],
+    ...(computed.extension || base.extension ? { extension: [...(base.extension ?? []), ...(computed.extension ?? [])] } : {}),
+  };
+}
+
 /**
  * Plain writes follow the booking rules: POST Appointment (alone or in a Bundle) referencing a Slot books
  * it through the same checks as `$book`; a PUT or PATCH may not change an Appointment's status, slot or
@@ -412,10 +438,17 @@ export function bookingWriteRules(booking: BookingService, access: AccessContext
       const a = resource as Appointment;
       const slot = a.slot?.[0]?.reference;
       if (!slot) return undefined; // an appointment request without a slot (e.g. status proposed) is plain data
-      if (a.status && a.status !== 'pending') throw errors.conflict('An appointment for a Slot is created as pending; the practitioner confirms it ($confirm), holds use Appointment/$hold');
+      // EHRs post appointment requests with a Slot: `proposed` is a hold, `pending`/`booked` a booking, through the
+      // same race-free claims as $hold/$book (409 only when the slot is really taken).
+      const status = a.status ?? 'pending';
+      if (!['proposed', 'pending', 'booked'].includes(status)) throw errors.conflict(`An appointment for a Slot is created as proposed (a hold), pending or booked, not ${status}; later steps use its operations ($confirm, $arrive, …)`);
+      if (status === 'booked' && access.role === 'patient') throw errors.conflict('A patient books as pending; the practice confirms the appointment ($confirm)');
       const patient = a.participant?.find((p) => p.actor?.reference?.startsWith('Patient/'))?.actor?.reference;
-      const booked = await booking.book({ repo, access }, { slot, patient, description: a.description, id: opts?.id });
-      const version = await booking.versionOf(booked.id!);
+      const caller = { repo, access };
+      const stored = status === 'proposed'
+        ? await booking.hold(caller, slot, patient, { base: a, id: opts?.id })
+        : await booking.book(caller, { slot, patient, description: a.description, id: opts?.id, base: a });
+      const version = await booking.versionOf(stored.id!);
       return { version, created: true };
     },
     update(current, next) {

@@ -32,11 +32,37 @@ export function validateResource(resource: unknown): OperationOutcomeIssue[] {
 
 function structureIssues(r: Resource, profile?: StructureDefinition): OperationOutcomeIssue[] {
   try {
-    return validateStructure(r, profile ? { profile } : undefined);
+    return validateStructure(r, profile ? { profile } : undefined).filter((i) => !whitespaceInBase64(r, i));
   } catch (err) {
-    if (err instanceof MedplumOutcomeError) return err.outcome.issue ?? [];
+    if (err instanceof MedplumOutcomeError) return (err.outcome.issue ?? []).filter((i) => !whitespaceInBase64(r, i));
     return [error('invalid', `The resource could not be validated: ${(err as Error).message}`, [r.resourceType])];
   }
+}
+
+/** R4 base64Binary (RFC 4648 base64, whose groups R4's regex lets whitespace separate: `(\\s*([0-9a-zA-Z\\+\\=]){4}\\s*)+`). */
+const BASE64_GROUPS = /^(\s*[0-9a-zA-Z+/=]{4}\s*)+$/;
+
+/**
+ * Medplum's validator refuses base64Binary with whitespace between the groups, which R4 allows (the official
+ * example DiagnosticReport-gingival-mass has line breaks in its PDF): such an issue is dropped when the value at
+ * its path is base64 once the whitespace is ignored.
+ */
+function whitespaceInBase64(r: Resource, issue: OperationOutcomeIssue): boolean {
+  if (issue.details?.text !== 'Invalid base64Binary format' || issue.expression?.length !== 1) return false;
+  const value = valueAt(r, issue.expression[0]!);
+  return typeof value === 'string' && /\s/.test(value) && BASE64_GROUPS.test(value);
+}
+
+/** The value at a simple element path such as `DiagnosticReport.presentedForm[0].data`. */
+function valueAt(r: Resource, path: string): unknown {
+  let node: unknown = r;
+  for (const part of path.split('.').slice(1)) {
+    const m = /^([A-Za-z0-9_]+)(?:\[(\d+)\])?$/.exec(part);
+    if (!m || typeof node !== 'object' || node === null) return undefined;
+    node = (node as Record<string, unknown>)[m[1]!];
+    if (m[2] !== undefined) node = Array.isArray(node) ? node[Number(m[2])] : undefined;
+  }
+  return node;
 }
 
 function error(code: OperationOutcomeIssue['code'], text: string, expression: string[]): OperationOutcomeIssue {
