@@ -18,6 +18,7 @@ import { createProvider } from './provider.js';
 import { ScopedRepository, type WriteRules } from './scoped-repository.js';
 import { smartConfiguration } from './smart-configuration.js';
 import { isGrantableScope } from './smart-scopes.js';
+import { parseClientRateLimit, type ClientRateLimit } from '../http/client-rate-limit.js';
 
 export interface SmartAuthOptions {
   db: Db;
@@ -39,6 +40,8 @@ export interface ClientRegistration {
   jwks_uri?: string;
   allowed_scopes: string;
   launch_uri?: string;
+  /** This client's request limit (http/rate-limit.ts); absent: the server's RATE_LIMIT_* defaults. */
+  rate_limit?: ClientRateLimit;
 }
 
 /**
@@ -141,6 +144,7 @@ export class SmartAuth {
     if (!scopes.length || bad.length) throw errors.badRequest(`allowed_scopes must list SMART scopes${bad.length ? `; not valid: ${bad.join(' ')}` : ''}`);
     const clientId = r.client_id ?? `mvy-${randomBytes(9).toString('base64url')}`;
     const metadata: Record<string, unknown> = { client_id: clientId, allowed_scopes: scopes.join(' '), ...(r.client_name ? { client_name: r.client_name } : {}) };
+    if (r.rate_limit !== undefined) metadata.rate_limit = parseClientRateLimit(r.rate_limit);
     if (r.kind === 'backend') {
       if (scopes.some((s) => /^(patient|user)\//.test(s))) throw errors.badRequest('backend services clients take system/ scopes');
       Object.assign(metadata, { token_endpoint_auth_method: 'private_key_jwt', grant_types: ['client_credentials'], response_types: [], redirect_uris: [] });
