@@ -108,6 +108,19 @@ describe('limits per client, user and IP', () => {
     expectThrottled(await get(`${srv.base}/Patient`, c.token, ip));
   });
 
+  it('counts token requests of a client authenticating with HTTP Basic against that client', async () => {
+    const c = await srv.running.auth.registerClient({ kind: 'confidential', redirect_uris: ['http://app.example/cb'], allowed_scopes: 'launch/patient patient/*.rs', rate_limit: { limit: 2, window_seconds: 60 } });
+    const basic = `Basic ${Buffer.from(`${encodeURIComponent(c.client_id as string)}:${encodeURIComponent(c.client_secret as string)}`).toString('base64')}`;
+    const post = (ip: string) => fetch(`${srv.running.auth.issuer}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: basic, 'x-forwarded-for': ip }, body: 'grant_type=authorization_code&code=nope&redirect_uri=http%3A%2F%2Fapp.example%2Fcb' });
+    expect((await post(freshIp())).status).toBe(400); // invalid_grant: counted all the same
+    expect((await post(freshIp())).status).toBe(400);
+    const refused = await post(freshIp()); // from any address
+    expect(refused.status).toBe(429);
+    const body: any = await refused.json();
+    expect(body.issue[0].code).toBe('throttled');
+    expect(body.issue[0].details.text).toMatch(/this client/);
+  });
+
   it('refuses a bad rate_limit in a registration with a 400 naming the field', async () => {
     for (const bad of [{ limit: 0 }, { limit: 5, window_seconds: 'soon' }, { limit: 5, algorithm: 'leaky' }, { limit: 5, burst: 2 }, 'fast']) {
       const err: any = await srv.running.auth.registerClient({ kind: 'public', redirect_uris: ['http://app.example/cb'], allowed_scopes: 'patient/*.rs', rate_limit: bad as any }).catch((e) => e);
