@@ -5,6 +5,7 @@
  *   npm run register-client -- --kind backend --scopes "system/Observation.cruds" --jwks ./lab-public-jwks.json
  *   npm run register-client -- --kind public --redirect-uri https://app.example/callback --scopes "openid fhirUser launch/patient patient/*.rs"
  *   npm run register-client -- --kind confidential --redirect-uri https://ehr-app.example/cb --scopes "launch user/*.rs"
+ *   npm run register-client -- --kind backend --scopes "system/Observation.rs" --jwks ./lab.json --rate-limit 100/60s:token-bucket
  * Uses the server's configuration (MONGODB_URI, MONGODB_DB, …); the client is stored in the database and
  * known to every server process at once.
  */
