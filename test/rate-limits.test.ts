@@ -278,6 +278,21 @@ describe('without Redis', () => {
     }
   }, 60_000);
 
+  it('runs the token bucket in process too', async () => {
+    const srv = await startLogged({ REDIS_URL: '', RATE_LIMIT_PER_IP: '2', RATE_LIMIT_WINDOW_SECONDS: '2', RATE_LIMIT_ALGORITHM: 'token-bucket' });
+    try {
+      const ip = freshIp();
+      expect((await get(`${srv.base}/metadata`, false, ip)).status).toBe(200);
+      expect((await get(`${srv.base}/metadata`, false, ip)).status).toBe(200);
+      expect(expectThrottled(await get(`${srv.base}/metadata`, false, ip))).toBe(1);
+      await sleep(1000);
+      expect((await get(`${srv.base}/metadata`, false, ip)).status).toBe(200);
+      expectThrottled(await get(`${srv.base}/metadata`, false, ip));
+    } finally {
+      await srv.close();
+    }
+  }, 60_000);
+
   it('is off with RATE_LIMIT_ENABLED=false', async () => {
     const srv = await startLogged({ REDIS_URL: '', RATE_LIMIT_PER_IP: '1', RATE_LIMIT_ENABLED: 'false' });
     try {
