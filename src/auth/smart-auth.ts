@@ -215,8 +215,7 @@ async function peekBody(req: IncomingMessage, limit: number): Promise<string | u
 
 /** Swaps a peeked (still unread) body for another, keeping Content-Length true. */
 function replaceBody(req: IncomingMessage, text: string): void {
-  const old = req.read() as Buffer | null;
-  void old;
+  req.read(); // takes the peeked body back out of the stream's buffer
   const body = Buffer.from(text, 'utf8');
   req.unshift(body);
   req.headers['content-length'] = String(body.length);
