@@ -5,6 +5,7 @@
  *   npm run register-client -- --kind backend --scopes "system/Observation.cruds" --jwks ./lab-public-jwks.json
  *   npm run register-client -- --kind public --redirect-uri https://app.example/callback --scopes "openid fhirUser launch/patient patient/*.rs"
  *   npm run register-client -- --kind confidential --redirect-uri https://ehr-app.example/cb --scopes "launch user/*.rs"
+ *   npm run register-client -- --kind backend --scopes "system/Observation.rs" --jwks ./lab.json --rate-limit 100/60s:token-bucket
  * Uses the server's configuration (MONGODB_URI, MONGODB_DB, …); the client is stored in the database and
  * known to every server process at once.
  */
@@ -14,6 +15,7 @@ import { loadConfig } from '../src/config/config.js';
 import { createLogger } from '../src/infra/logger.js';
 import { startServer } from '../src/server.js';
 import { isOperationOutcomeError } from '../src/fhir/outcomes.js';
+import { parseRateLimitOption } from '../src/http/client-rate-limit.js';
 
 const { values } = parseArgs({
   options: {
@@ -25,10 +27,11 @@ const { values } = parseArgs({
     name: { type: 'string' },
     'client-id': { type: 'string' },
     'launch-uri': { type: 'string' },
+    'rate-limit': { type: 'string' },
   },
 });
 if (!values.kind || !values.scopes) {
-  console.error('usage: npm run register-client -- --kind public|confidential|backend --scopes "…" [--redirect-uri URL]… [--jwks FILE | --jwks-uri URL] [--name NAME] [--client-id ID]');
+  console.error('usage: npm run register-client -- --kind public|confidential|backend --scopes "…" [--redirect-uri URL]… [--jwks FILE | --jwks-uri URL] [--name NAME] [--client-id ID] [--rate-limit 600/60s[:token-bucket]]');
   process.exit(2);
 }
 const config = loadConfig({ ...process.env, PORT: '0', HOST: '127.0.0.1', REINDEX_WORKER: 'false', LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' });
@@ -44,10 +47,12 @@ try {
     client_name: values.name,
     client_id: values['client-id'],
     launch_uri: values['launch-uri'],
+    rate_limit: values['rate-limit'] ? parseRateLimitOption(values['rate-limit']) : undefined,
   });
   console.log(`client_id: ${client.client_id}`);
   if (client.client_secret) console.log(`client_secret: ${client.client_secret}   (shown once: store it now)`);
   console.log(`allowed scopes: ${client.allowed_scopes}`);
+  if (client.rate_limit) console.log(`rate limit: ${JSON.stringify(client.rate_limit)}`);
 } catch (err) {
   console.error(isOperationOutcomeError(err) ? err.message : err);
   code = 1;

@@ -34,6 +34,10 @@ import { AppointmentNotices } from './notifications/appointment-notices.js';
 import { preferenceRoutes } from './notifications/routes.js';
 import { PractitionerRatings } from './reviews/practitioner-rating.js';
 // --- end notifications, jobs, reviews ---
+// --- rate limits (imports) ---
+import { perRequestAccess, rateLimiter } from './http/rate-limit.js';
+import type { ClientRateLimit } from './http/client-rate-limit.js';
+// --- end rate limits ---
 import { fhirEndpoint } from './fhir/rest/koa-adapter.js';
 import { dispatch } from './fhir/rest/dispatch.js';
 import { serverRoutes } from './fhir/rest/routes.js';
@@ -216,6 +220,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       started: () => started,
     });
     app.use(health.routes());
+    // --- rate limits: begin (per client, user and IP; before every /auth and /fhir route) ---
+    const accessOnce = perRequestAccess((authorization) => auth.accessContext(authorization));
+    app.use(rateLimiter({
+      store: kv, limits: config.rateLimits, namespace: config.mongodbDb, logger,
+      identify: (ctx) => accessOnce(ctx.headers),
+      clientLimit: async (id) => ((await auth.oidc.Client.find(id)) as unknown as { rate_limit?: ClientRateLimit } | undefined)?.rate_limit,
+    }));
+    // --- rate limits: end ---
     // --- accounts: begin (registration and passwords under /auth, mounted before the FHIR router) ---
     mailer = await initMailer({ url: config.smtpUrl, from: config.mailFrom, logger, logBodies: config.nodeEnv !== 'production' });
     const accountStore = new AccountStore(mongo.db);
@@ -282,7 +294,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       idempotency: { kv, ttlMs: config.idempotencyTtlMs },
       maxFormBytes: config.maxBodySize,
       authorize: async (req) => {
-        const access = await auth.accessContext(req.headers.authorization);
+        const access = await accessOnce(req.headers); // the rate limiter may have looked it up already
         return { repo: auth.repositoryFor(access), access };
       },
       // Only GET /metadata runs without a scoped repository, and it reads none.

@@ -54,7 +54,17 @@ describe('loadConfig', () => {
       authLockoutMs: 900 * 1000,
       passwordResetTtlMs: 1800 * 1000,
       passwordResetUrl: undefined,
+      rateLimits: { enabled: true, algorithm: 'sliding-window', windowMs: 60_000, perClient: 600, perUser: 300, perIp: 1200, signInPerIp: 60 },
     });
+  });
+
+  it('reads rate limits, with out-of-reach defaults under NODE_ENV=test, and refuses bad ones by name', () => {
+    expect(loadConfig({ NODE_ENV: 'test' }).rateLimits).toMatchObject({ enabled: true, perClient: 1_000_000, perUser: 1_000_000, perIp: 1_000_000, signInPerIp: 1_000_000 });
+    expect(loadConfig({ RATE_LIMIT_ALGORITHM: 'token-bucket', RATE_LIMIT_WINDOW_SECONDS: '10', RATE_LIMIT_PER_CLIENT: '5', RATE_LIMIT_ENABLED: 'false' }).rateLimits)
+      .toMatchObject({ enabled: false, algorithm: 'token-bucket', windowMs: 10_000, perClient: 5 });
+    const problems = configError({ RATE_LIMIT_ALGORITHM: 'leaky', RATE_LIMIT_PER_IP: '0' }).problems.join();
+    expect(problems).toMatch(/RATE_LIMIT_ALGORITHM/);
+    expect(problems).toMatch(/RATE_LIMIT_PER_IP/);
   });
 
   it('reads job and reminder settings, refusing bad offsets by name', () => {

@@ -62,7 +62,7 @@ export async function createProvider(o: ProviderOptions): Promise<{ provider: Pr
     clientAuthMethods: ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt'],
     enabledJWA: { clientAuthSigningAlgValues: ['RS384', 'ES384', 'RS256', 'ES256', 'PS384'] },
     extraClientMetadata: {
-      properties: ['allowed_scopes', 'launch_uri'],
+      properties: ['allowed_scopes', 'launch_uri', 'rate_limit'],
       validator(_ctx, key, value) {
         if (key === 'allowed_scopes' && value !== undefined && typeof value !== 'string') throw new oidcErrors.InvalidClientMetadata('allowed_scopes must be a space-separated string');
       },

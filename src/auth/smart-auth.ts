@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
 import Router from '@koa/router';
 import { koaBody } from 'koa-body';
 import mount from 'koa-mount';
@@ -18,6 +19,7 @@ import { createProvider } from './provider.js';
 import { ScopedRepository, type WriteRules } from './scoped-repository.js';
 import { smartConfiguration } from './smart-configuration.js';
 import { isGrantableScope } from './smart-scopes.js';
+import { parseClientRateLimit, type ClientRateLimit } from '../http/client-rate-limit.js';
 
 export interface SmartAuthOptions {
   db: Db;
@@ -39,6 +41,8 @@ export interface ClientRegistration {
   jwks_uri?: string;
   allowed_scopes: string;
   launch_uri?: string;
+  /** This client's request limit (http/rate-limit.ts); absent: the server's RATE_LIMIT_* defaults. */
+  rate_limit?: ClientRateLimit;
 }
 
 /**
@@ -109,6 +113,20 @@ export class SmartAuth {
       ctx.status = 201;
       ctx.body = await this.registerClient((ctx.request as { body?: ClientRegistration }).body as ClientRegistration);
     });
+    // SMART lets public clients refresh with grant_type and refresh_token alone (fhirclient does so by default);
+    // oidc-provider wants client_id for them, so name the refresh token's client when it is a public one.
+    router.post('/auth/token', async (ctx, next) => {
+      if (ctx.is('application/x-www-form-urlencoded') && !ctx.get('authorization')) {
+        const text = await peekBody(ctx.req, 56 * 1024);
+        const form = text === undefined ? undefined : new URLSearchParams(text);
+        if (form?.get('grant_type') === 'refresh_token' && form.get('refresh_token') && !form.has('client_id') && !form.has('client_assertion')) {
+          const rt = await this.oidc.RefreshToken.find(form.get('refresh_token')!);
+          const client = rt?.clientId ? await this.oidc.Client.find(rt.clientId) : undefined;
+          if (client?.clientAuthMethod === 'none') replaceBody(ctx.req, `${text}&client_id=${encodeURIComponent(client.clientId)}`);
+        }
+      }
+      await next();
+    });
     const interactions = interactionRoutes({
       provider: () => this.oidc, accounts: this.o.accounts, launches: this.launches, repo: this.o.repo, indexer: this.o.indexer,
       styleUrl: () => `${this.issuer}/smart-style.json`,
@@ -141,6 +159,7 @@ export class SmartAuth {
     if (!scopes.length || bad.length) throw errors.badRequest(`allowed_scopes must list SMART scopes${bad.length ? `; not valid: ${bad.join(' ')}` : ''}`);
     const clientId = r.client_id ?? `mvy-${randomBytes(9).toString('base64url')}`;
     const metadata: Record<string, unknown> = { client_id: clientId, allowed_scopes: scopes.join(' '), ...(r.client_name ? { client_name: r.client_name } : {}) };
+    if (r.rate_limit !== undefined) metadata.rate_limit = parseClientRateLimit(r.rate_limit);
     if (r.kind === 'backend') {
       if (scopes.some((s) => /^(patient|user)\//.test(s))) throw errors.badRequest('backend services clients take system/ scopes');
       Object.assign(metadata, { token_endpoint_auth_method: 'private_key_jwt', grant_types: ['client_credentials'], response_types: [], redirect_uris: [] });
@@ -165,4 +184,39 @@ export class SmartAuth {
     await this.o.db.collection<{ _id: string }>('oidc_Client').replaceOne({ _id: clientId }, { payload: JSON.stringify(metadata) }, { upsert: true });
     return metadata;
   }
+}
+
+/**
+ * Reads a small body with a Content-Length and puts it back, so that the next reader (oidc-provider, which
+ * parses its own bodies) still finds it in the stream; undefined when it cannot peek (chunked, too large).
+ */
+async function peekBody(req: IncomingMessage, limit: number): Promise<string | undefined> {
+  const length = Number(req.headers['content-length']);
+  if (!Number.isInteger(length) || length <= 0 || length > limit) return undefined;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  while (size < length) {
+    const chunk = req.read() as Buffer | null;
+    if (chunk) {
+      chunks.push(chunk);
+      size += chunk.length;
+      continue;
+    }
+    if (req.readableEnded || req.destroyed) break;
+    await new Promise<void>((resolve) => {
+      const done = () => (req.off('readable', done), req.off('end', done), req.off('close', done), resolve());
+      req.on('readable', done).on('end', done).on('close', done);
+    });
+  }
+  const body = Buffer.concat(chunks);
+  if (body.length) req.unshift(body);
+  return body.toString('utf8');
+}
+
+/** Swaps a peeked (still unread) body for another, keeping Content-Length true. */
+function replaceBody(req: IncomingMessage, text: string): void {
+  req.read(); // takes the peeked body back out of the stream's buffer
+  const body = Buffer.from(text, 'utf8');
+  req.unshift(body);
+  req.headers['content-length'] = String(body.length);
 }

@@ -71,6 +71,19 @@ export interface Config {
   passwordResetTtlMs: number;
   /** Page that receives `?token=` from the reset e-mail; unset: the e-mail shows the token only. */
   passwordResetUrl: string | undefined;
+  // --- rate limits: begin ---
+  /** Request limits per client, user and IP (http/rate-limit.ts); a client's registration may set its own. */
+  rateLimits: {
+    enabled: boolean;
+    algorithm: 'sliding-window' | 'token-bucket';
+    windowMs: number;
+    perClient: number;
+    perUser: number;
+    perIp: number;
+    /** Sign-in requests (login form, token endpoint, registration, password flows) per IP. */
+    signInPerIp: number;
+  };
+  // --- rate limits: end ---
 }
 
 export class ConfigError extends Error {
@@ -206,6 +219,20 @@ export function loadConfig(env: Env = process.env): Config {
   const passwordResetTtlMs = int('PASSWORD_RESET_TTL_SECONDS', 1800, 1, 86400) * 1000;
   const passwordResetUrl = url('PASSWORD_RESET_URL', ['http:', 'https:']);
 
+  // --- rate limits: begin ---
+  // Under NODE_ENV=test the default limits are out of reach, so only tests that set limits meet them.
+  const unlimited = nodeEnv === 'test' ? 1_000_000 : undefined;
+  const rateLimits: Config['rateLimits'] = {
+    enabled: oneOf('RATE_LIMIT_ENABLED', ['true', 'false'] as const, 'true') === 'true',
+    algorithm: oneOf('RATE_LIMIT_ALGORITHM', ['sliding-window', 'token-bucket'] as const, 'sliding-window'),
+    windowMs: int('RATE_LIMIT_WINDOW_SECONDS', 60, 1, 86400) * 1000,
+    perClient: int('RATE_LIMIT_PER_CLIENT', unlimited ?? 600, 1, 10_000_000),
+    perUser: int('RATE_LIMIT_PER_USER', unlimited ?? 300, 1, 10_000_000),
+    perIp: int('RATE_LIMIT_PER_IP', unlimited ?? 1200, 1, 10_000_000),
+    signInPerIp: int('RATE_LIMIT_SIGNIN_PER_IP', unlimited ?? 60, 1, 10_000_000),
+  };
+  // --- rate limits: end ---
+
   if (problems.length) throw new ConfigError(problems);
   return {
     nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, mongodbConnectTimeoutMs, redisUrl, logLevel, maxBodySize, corsOrigins,
@@ -214,5 +241,6 @@ export function loadConfig(env: Env = process.env): Config {
     holdMs, bookingHorizonDays, cancellationCutoffMs,
     jobsEnabled, jobsPollMs, reminderOffsetsMs, noShowGraceMinutes, ratingSearchParameter,
     smtpUrl, mailFrom, authMaxFailures, authMaxFailuresPerIp, authLockoutMs, passwordResetTtlMs, passwordResetUrl,
+    rateLimits,
   };
 }

@@ -1,6 +1,6 @@
 import type { Context, Next } from 'koa';
 
-const EXPOSED = ['ETag', 'Location', 'Content-Location', 'Last-Modified', 'X-Request-Id', 'Retry-After'].join(', ');
+const EXPOSED = ['ETag', 'Location', 'Content-Location', 'Last-Modified', 'X-Request-Id', 'Retry-After', 'RateLimit-Limit', 'RateLimit-Remaining', 'RateLimit-Reset'].join(', ');
 
 /**
  * CORS for browser apps (R4 and SMART apps call us directly) and the usual hardening headers.

@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import type { Logger } from './logger.js';
 import { StartupError, redactUri } from './startup-error.js';
+import { fromLuaReply, InProcessLimiter, luaArgs, RATE_LIMIT_LUA, type LimitRule, type LimitState } from './rate-limit-algorithms.js';
 
 /**
  * The small part of Redis the server relies on, so that a process without REDIS_URL
@@ -14,6 +15,11 @@ export interface KeyValueStore {
   /** Increments a counter, starting its time to live on first increment; returns the new value and remaining ttl. */
   incr(key: string, ttlMs: number): Promise<{ value: number; ttlMs: number }>;
   del(key: string): Promise<void>;
+  /**
+   * Rate limits (http/rate-limit.ts): checks every rule and consumes from all of them only if all allow,
+   * atomically. Rejects at once when the store is unreachable (the caller decides to fail open or closed).
+   */
+  rateLimit(rules: LimitRule[], member: string): Promise<LimitState[]>;
   ping(): Promise<boolean>;
   close(): Promise<void>;
 }
@@ -38,6 +44,7 @@ export async function initRedis(opts: { url?: string; logger: Logger }): Promise
     throw new StartupError(`Cannot connect to Redis at ${redactUri(opts.url)} (${reason}): start Redis there, or unset REDIS_URL to use in-process fallbacks (one process only).`);
   }
   opts.logger.info('connected to Redis');
+  client.defineCommand('medivoyRateLimit', { lua: RATE_LIMIT_LUA });
   return new RedisStore(client);
 }
 
@@ -61,6 +68,13 @@ class RedisStore implements KeyValueStore {
   }
   async del(key: string) {
     await this.client.del(key);
+  }
+  async rateLimit(rules: LimitRule[], member: string) {
+    // No offline queue for limits: a request must not wait for reconnection attempts to learn its fate.
+    if (this.client.status !== 'ready') throw new Error(`redis is ${this.client.status}`);
+    const { keys, args } = luaArgs(rules, member);
+    const reply = await (this.client as unknown as { medivoyRateLimit(n: number, ...a: (string | number)[]): Promise<unknown> }).medivoyRateLimit(keys.length, ...keys, ...args);
+    return fromLuaReply(rules, reply);
   }
   async ping() {
     try {
@@ -102,6 +116,10 @@ class InProcessStore implements KeyValueStore {
   }
   async del(key: string) {
     this.entries.delete(key);
+  }
+  private readonly limiter = new InProcessLimiter();
+  async rateLimit(rules: LimitRule[]) {
+    return this.limiter.hit(rules);
   }
   async ping() {
     return true;
