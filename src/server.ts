@@ -11,6 +11,8 @@ import { initRedis, type KeyValueStore } from './infra/redis.js';
 import { StartupError } from './infra/startup-error.js';
 import { errorHandler } from './http/error-handler.js';
 import { requestContext } from './http/request-context.js';
+import { requestMetrics } from './http/request-metrics.js';
+import { metricsRoutes, startMetricsListener } from './http/metrics-endpoint.js';
 import { securityHeaders } from './http/security-headers.js';
 import { healthRouter } from './health/routes.js';
 // --- accounts (imports) ---
@@ -79,6 +81,8 @@ export interface RunningServer {
   mongo: MongoHandle;
   kv: KeyValueStore;
   repo: FhirRepository;
+  /** Where the unauthenticated /metrics listener runs (METRICS_LISTEN), if configured. */
+  metricsUrl?: string;
   /** Documents modules write with every resource version (audit, subscription outbox): see fhir/storage/side-writes.ts. */
   sideWrites: SideWriteHooks;
   search: SearchEngine;
@@ -160,6 +164,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let mailer: Mailer | undefined;
   let holdSweep: NodeJS.Timeout | undefined;
   let jobs: Jobs | undefined;
+  let metricsListener: { url: string; close(): Promise<void> } | undefined;
   try {
     const storage = createCollections(mongo.db, mongo.isFerretDB, config.ferretdbPostgresUrl, logger);
     pgIndexes = storage.pgIndexes;
@@ -207,6 +212,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     let publicBase = config.baseUrl ?? '';
     let capability: CapabilityStatement | undefined;
     app.use(requestContext(logger));
+    app.use(requestMetrics());
     app.use(errorHandler(logger));
     app.use(securityHeaders({ origins: config.corsOrigins }));
     const health = healthRouter({
@@ -220,6 +226,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       started: () => started,
     });
     app.use(health.routes());
+    // /metrics: on the main port for a token with the metrics scope; unauthenticated on METRICS_LISTEN if set.
+    app.use(metricsRoutes((authorization) => auth.accessContext(authorization)).routes());
+    if (config.metricsListen) metricsListener = await startMetricsListener(config.metricsListen);
     // --- rate limits: begin (per client, user and IP; before every /auth and /fhir route) ---
     const accessOnce = perRequestAccess((authorization) => auth.accessContext(authorization));
     app.use(rateLimiter({
@@ -341,10 +350,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const store = kv;
     const mail = mailer;
     return {
-      server, url, mongo, kv: store, repo, sideWrites, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications,
+      server, url, metricsUrl: metricsListener?.url, mongo, kv: store, repo, sideWrites, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications,
       async close() {
         clearInterval(holdSweep);
         await drain(server, config.shutdownTimeoutMs);
+        await metricsListener?.close();
         await jobs!.close(config.shutdownTimeoutMs); // running jobs finish while mail and MongoDB are still open
         await accounts.idle(); // e-mails of the last requests
         await mail.close();
@@ -356,6 +366,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     };
   } catch (err) {
     clearInterval(holdSweep);
+    await metricsListener?.close().catch(() => undefined);
     await jobs?.close(1000).catch(() => undefined);
     await mailer?.close().catch(() => undefined);
     await custom?.stop().catch(() => undefined);

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { errors } from '../fhir/outcomes.js';
 import type { KeyValueStore } from '../infra/redis.js';
+import { loginThrottled } from '../infra/metrics.js';
 
 export interface ThrottleLimits {
   /** Failures per account (keyed by the e-mail address, known or not) within the window. */
@@ -43,6 +44,7 @@ export class LoginThrottle {
     const until = Math.max(Number(accountLock ?? 0), Number(ipLock ?? 0));
     const remainingMs = until - Date.now();
     if (remainingMs > 0) {
+      loginThrottled.inc({ event: 'refused' });
       throw errors.tooManyRequests('Too many failed sign-in attempts; try again later', Math.max(1, Math.ceil(remainingMs / 1000)));
     }
   }
@@ -70,6 +72,7 @@ export class LoginThrottle {
   }
 
   private async lock(key: string, ttlMs: number): Promise<void> {
+    loginThrottled.inc({ event: 'locked' });
     // A counter without TTL (negative pttl) would otherwise never unlock; fall back to the whole window.
     const ms = ttlMs > 0 ? ttlMs : this.limits.windowMs;
     await this.kv.set(key, String(Date.now() + ms), ms);

@@ -13,6 +13,8 @@ export interface AccessContext {
   /** The signed-in account, absent for backend services. */
   accountId?: string;
   scopes: ResourceScope[];
+  /** Every scope granted, context scopes included (e.g. `metrics`), as the token carries them. */
+  granted?: string[];
   /** Launch context patient id (`patient/` scopes act on its compartment). */
   patient?: string;
   /** The signed-in user (`Patient/…`, `Practitioner/…`), absent for backend services. */

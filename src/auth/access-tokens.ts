@@ -34,6 +34,7 @@ export async function accessContextOf(
     clientId: token.clientId,
     accountId: token.accountId,
     scopes: parseScopes(token.scope),
+    granted: String(token.scope ?? '').split(/\s+/).filter(Boolean),
     patient: extra.patient,
     fhirUser: account?.fhirUser,
     role: account?.kind,

@@ -6,6 +6,7 @@ import { mongoAdapterFactory } from './oidc-adapter.js';
 import { CONTEXT_SCOPES, parseResourceScope, scopeWithin } from './smart-scopes.js';
 import type { LaunchContexts } from './launch-contexts.js';
 import type { AccountDirectory } from './accounts-port.js';
+import { smartRefusals, smartTokens } from '../infra/metrics.js';
 
 export interface ProviderOptions {
   issuer: string;
@@ -163,6 +164,11 @@ export async function createProvider(o: ProviderOptions): Promise<{ provider: Pr
     }
   });
   provider.on('server_error', (_ctx, err) => o.logger.error({ err }, 'authorization server error'));
+  // Token issuance and refusals for /metrics (opaque tokens are stored, so their event is `saved`, once each).
+  provider.on('access_token.saved', (token: any) => smartTokens.inc({ grant_type: String(token.gty ?? 'authorization_code').split(' ').pop() }));
+  provider.on('client_credentials.saved', () => smartTokens.inc({ grant_type: 'client_credentials' }));
+  provider.on('grant.error', (_ctx, err: any) => smartRefusals.inc({ endpoint: 'token', error: String(err?.error ?? 'server_error') }));
+  provider.on('authorization.error', (_ctx, err: any) => smartRefusals.inc({ endpoint: 'authorization', error: String(err?.error ?? 'server_error') }));
   return { provider, cookieKeys: [cookieKey] };
 }
 

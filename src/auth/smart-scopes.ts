@@ -22,7 +22,7 @@ export interface ResourceScope {
 const SCOPE = /^(patient|user|system)\/(\*|[A-Z][A-Za-z]+)\.(read|write|\*|(?=[cruds])c?r?u?d?s?)(\?\S+)?$/;
 
 /** Context and identity scopes the authorization server understands besides resource scopes. */
-export const CONTEXT_SCOPES = ['openid', 'fhirUser', 'profile', 'offline_access', 'online_access', 'launch', 'launch/patient', 'launch/encounter'];
+export const CONTEXT_SCOPES = ['openid', 'fhirUser', 'profile', 'offline_access', 'online_access', 'launch', 'launch/patient', 'launch/encounter', 'metrics'];
 
 /** Parses one resource scope, or undefined when it is not one (context scopes, malformed ones). */
 export function parseResourceScope(text: string): ResourceScope | undefined {
@@ -72,6 +72,7 @@ export function describeScope(text: string): string {
     openid: 'Confirm who you are', fhirUser: 'Know which person record is yours', profile: 'See your name',
     offline_access: 'Keep access when you are not using the app', online_access: 'Keep access while you are signed in',
     launch: 'Open with the record you have open', 'launch/patient': 'Choose a patient to work with', 'launch/encounter': 'Know the current visit',
+    metrics: "Read the server's operational metrics",
   };
   if (words[text]) return words[text]!;
   const s = parseResourceScope(text);

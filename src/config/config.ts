@@ -12,6 +12,8 @@ export interface Config {
   /** Unset: an embedded MongoDB is started (mongodb-memory-server). */
   mongodbUri: string | undefined;
   mongodbDb: string;
+  /** A separate listen address for an unauthenticated /metrics (e.g. 127.0.0.1:9464); unset: only the main port's, with a token. */
+  metricsListen?: { host: string; port: number };
   /** How long start-up waits for the database before giving up with a message. */
   mongodbConnectTimeoutMs: number;
   /** Unset: in-process fallbacks for cache and rate limits. */
@@ -157,6 +159,12 @@ export function loadConfig(env: Env = process.env): Config {
   }
   const mongodbDb = env.MONGODB_DB || 'medivoy';
   const mongodbConnectTimeoutMs = int('MONGODB_CONNECT_TIMEOUT_MS', 30_000, 100, 600_000);
+  let metricsListen: Config['metricsListen'];
+  if (env.METRICS_LISTEN) {
+    const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(env.METRICS_LISTEN);
+    if (!m || Number(m[2]) > 65535) problems.push(`METRICS_LISTEN=${JSON.stringify(env.METRICS_LISTEN)} must be host:port, e.g. 127.0.0.1:9464`);
+    else metricsListen = { host: m[1]!.replace(/^\[|\]$/g, ''), port: Number(m[2]) };
+  }
   if (!/^[A-Za-z0-9_-]{1,63}$/.test(mongodbDb)) problems.push(`MONGODB_DB=${JSON.stringify(mongodbDb)} must be 1-63 letters, digits, _ or -`);
   const redisUrl = url('REDIS_URL', ['redis:', 'rediss:']);
   const logLevel = oneOf('LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info');
@@ -235,7 +243,7 @@ export function loadConfig(env: Env = process.env): Config {
 
   if (problems.length) throw new ConfigError(problems);
   return {
-    nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, mongodbConnectTimeoutMs, redisUrl, logLevel, maxBodySize, corsOrigins,
+    nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, mongodbConnectTimeoutMs, metricsListen, redisUrl, logLevel, maxBodySize, corsOrigins,
     searchDefaultCount, searchMaxCount, maxBundleEntries, shutdownTimeoutMs, idempotencyTtlMs,
     searchCursorTtlMs, searchMaxIncludes, ferretdbPostgresUrl, reindexWorker, reindexPollMs, reindexBatchSize,
     holdMs, bookingHorizonDays, cancellationCutoffMs,

@@ -1,6 +1,7 @@
 import { MongoClient, type Db } from 'mongodb';
 import type { Logger } from './logger.js';
 import { StartupError, redactUri } from './startup-error.js';
+import { dbCommands, dbDuration } from './metrics.js';
 
 export interface MongoHandle {
   client: MongoClient;
@@ -39,7 +40,16 @@ export async function initMongo(opts: { uri?: string; dbName: string; logger: Lo
     uri = replSet.getUri();
     stopEmbedded = () => replSet.stop();
   }
-  const client = new MongoClient(uri, { maxPoolSize: 50, ignoreUndefined: true, serverSelectionTimeoutMS: opts.connectTimeoutMs ?? 30_000 });
+  const client = new MongoClient(uri, { maxPoolSize: 50, ignoreUndefined: true, serverSelectionTimeoutMS: opts.connectTimeoutMs ?? 30_000, monitorCommands: true });
+  // Every round trip counted and timed for /metrics (the driver's command monitoring costs a callback each).
+  client.on('commandSucceeded', (e) => {
+    dbCommands.inc({ command: e.commandName, outcome: 'ok' });
+    dbDuration.observe({ command: e.commandName }, e.duration / 1000);
+  });
+  client.on('commandFailed', (e) => {
+    dbCommands.inc({ command: e.commandName, outcome: 'error' });
+    dbDuration.observe({ command: e.commandName }, e.duration / 1000);
+  });
   try {
     await client.connect();
   } catch (err) {

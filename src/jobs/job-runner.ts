@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import type { Collection, Db } from 'mongodb';
 import type { Logger } from '../infra/logger.js';
 import type { JobData, JobDefinition, JobQueue } from './job-queue.js';
+import { jobRuns, jobsDue, jobsFailed, oldestDueJobAge, onScrape } from '../infra/metrics.js';
 
 /**
  * Why not agenda: agenda locks a due job with findOneAndUpdate({lockedAt: null, …}). On FerretDB 1.24 that
@@ -100,9 +101,11 @@ export async function initJobs(opts: JobsOptions): Promise<Jobs> {
       await def.handler(job.data);
       if (def.everyMs) await jobs.updateOne({ _id: job._id, generation: job.generation }, { $set: { runAt: new Date(Date.now() + def.everyMs), generation: randomUUID(), attempt: 0 } });
       else await jobs.deleteOne({ _id: job._id, generation: job.generation });
+      jobRuns.inc({ job: def.name, outcome: 'success' });
     } catch (err) {
       const retries = def.maxRetries ?? 5;
       const failed = job.attempt >= retries;
+      jobRuns.inc({ job: def.name, outcome: failed ? 'failed' : 'retry' });
       // Exponential back-off with jitter: retryDelay · 2^attempt · [0.8, 1.2).
       const delay = (def.retryDelayMs ?? 5_000) * 2 ** job.attempt * (0.8 + Math.random() * 0.4);
       opts.logger[failed ? 'error' : 'warn']({ err, job: def.name, key: job._id, attempt: job.attempt + 1, retryInMs: failed ? undefined : Math.round(delay) }, failed ? 'job failed for good' : 'job failed; retrying');
@@ -146,6 +149,22 @@ export async function initJobs(opts: JobsOptions): Promise<Jobs> {
       if (!isDuplicateKey(err)) throw err; // registered by another process or an earlier start
     });
   }
+  // Queue depth, the oldest due job's wait and the given-up jobs, per type, read when /metrics is scraped.
+  const stopMetrics = onScrape(async () => {
+    const now = new Date();
+    // FerretDB 1.24 has $group with $sum but not $min: the oldest due job of each type is its own query.
+    const [due, failed] = await Promise.all([
+      jobs.aggregate<{ _id: string; n: number }>([{ $match: { status: 'scheduled', runAt: { $lte: now } } }, { $group: { _id: '$name', n: { $sum: 1 } } }]).toArray(),
+      jobs.aggregate<{ _id: string; n: number }>([{ $match: { status: 'failed' } }, { $group: { _id: '$name', n: { $sum: 1 } } }]).toArray(),
+    ]);
+    for (const name of defs.keys()) {
+      const n = due.find((x) => x._id === name)?.n ?? 0;
+      const oldest = n ? await jobs.find({ name, status: 'scheduled', runAt: { $lte: now } }, { projection: { runAt: 1 } }).sort({ runAt: 1 }).limit(1).next() : null;
+      jobsDue.set({ job: name }, n);
+      oldestDueJobAge.set({ job: name }, oldest ? Math.max(0, (now.getTime() - oldest.runAt.getTime()) / 1000) : 0);
+      jobsFailed.set({ job: name }, failed.find((x) => x._id === name)?.n ?? 0);
+    }
+  });
   if (opts.enabled) {
     timer = setInterval(tick, opts.pollMs);
     timer.unref();
@@ -163,6 +182,7 @@ export async function initJobs(opts: JobsOptions): Promise<Jobs> {
     },
     async close(timeoutMs) {
       stopped = true;
+      stopMetrics();
       clearInterval(timer);
       // Running jobs get the shutdown budget to finish; a job cut off is re-run elsewhere once its claim expires.
       let t: NodeJS.Timeout | undefined;

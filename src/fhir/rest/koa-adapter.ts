@@ -5,6 +5,7 @@ import type { FhirRepository } from '../storage/repository.js';
 import type { AccessContext } from '../../auth/access-policy.js';
 import type { KeyValueStore } from '../../infra/redis.js';
 import { idempotent } from './idempotency.js';
+import { matchRoute } from './routes.js';
 
 const FHIR_JSON = 'application/fhir+json';
 const JSON_TYPES = /^(application\/(fhir\+json|json|json-patch\+json))\s*(;|$)/i;
@@ -47,6 +48,9 @@ export function fhirEndpoint(opts: {
     const isPublic = req.method === 'GET' || req.method === 'HEAD' ? segments.length === 1 && segments[0] === 'metadata' : false;
     const auth = isPublic ? undefined : await opts.authorize(req);
     const handlerContext = opts.context(ctx, auth);
+    // For the request metrics (http/request-metrics.ts): which interaction on which type this was.
+    const match = matchRoute(req.method, segments, handlerContext.routes);
+    if (match && 'route' in match) ctx.state.metricsLabels = { interaction: match.route.operation ? `$${match.route.operation}` : match.route.interaction, resource_type: match.params.type ?? '' };
     // Idempotency keys are per caller: another client's key must never replay this client's response.
     const res = await idempotent(opts.idempotency.kv, opts.idempotency.ttlMs, req, () => handlerContext.dispatch(req, handlerContext), auth?.access.clientId ?? 'anonymous');
     writeResponse(ctx, res);
