@@ -13,4 +13,7 @@ if (problem) {
   console.error(problem);
   process.exit(1);
 }
+// Tracing, when the OTEL_* variables ask for it, must be set up before the server's modules load.
+const { tracingEnabled } = await import('./config/tracing-config.js');
+if (tracingEnabled()) await import('./infra/tracing.js');
 await import('./serve.js');

@@ -2,6 +2,7 @@ import { ConfigError, loadConfig } from './config/config.js';
 import { createLogger } from './infra/logger.js';
 import { startServer } from './server.js';
 import { StartupError } from './infra/startup-error.js';
+import { tracingEnabled } from './config/tracing-config.js';
 
 /** The server process (after main.ts checked the Node version): load config → start → stop cleanly on SIGTERM/SIGINT. */
 async function main(): Promise<void> {
@@ -24,6 +25,7 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'shutting down: draining in-flight requests');
     try {
       await running.close();
+      if (tracingEnabled()) await (await import('./infra/tracing.js')).shutdownTracing().catch(() => undefined);
       logger.info('stopped');
       process.exit(0);
     } catch (err) {

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Context, Next } from 'koa';
+import { INVALID_TRACEID as INVALID_TRACE_ID, trace } from '@opentelemetry/api';
 import type { Logger } from '../infra/logger.js';
 
 /**
@@ -9,7 +10,9 @@ import type { Logger } from '../infra/logger.js';
 export function requestContext(logger: Logger) {
   return async (ctx: Context, next: Next) => {
     const incoming = ctx.get('X-Request-Id');
-    const requestId = /^[A-Za-z0-9._-]{1,64}$/.test(incoming) ? incoming : randomUUID();
+    // With tracing on, the request id is the trace id, so a log line leads to its trace and back.
+    const traceId = trace.getActiveSpan()?.spanContext().traceId;
+    const requestId = traceId && traceId !== INVALID_TRACE_ID ? traceId : /^[A-Za-z0-9._-]{1,64}$/.test(incoming) ? incoming : randomUUID();
     ctx.state.requestId = requestId;
     ctx.set('X-Request-Id', requestId);
     const started = process.hrtime.bigint();
