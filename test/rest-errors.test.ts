@@ -267,7 +267,8 @@ describe('request ids and internal errors', () => {
   });
 
   it('an internal error (the database gone) is a 500 that shows only the request id', async () => {
-    const broken = await startTestServer();
+    // One instance: the test breaks this server's own database connection.
+    const broken = await startTestServer({}, { single: true });
     try {
       const { id } = (await http('POST', `${broken.base}/Patient`, { body: patient() })).body;
       // A real outage of the document store, not a mock: the server's own client is closed under it.

@@ -29,7 +29,8 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeou
 describe('custom SearchParameter', () => {
   it('takes effect for new writes at once and is back-filled by a resumable job reported as a Task', async () => {
     // Server A does not run jobs: it stands for a process that stops before the back-fill ran.
-    const a = await startTestServer({ REINDEX_WORKER: 'false', REINDEX_POLL_MS: '200' }, { dbName, keepDb: true });
+    // This test runs its own two processes one after the other (a writes, b resumes the job): one instance each.
+    const a = await startTestServer({ REINDEX_WORKER: 'false', REINDEX_POLL_MS: '200' }, { dbName, keepDb: true, single: true });
     servers.push(a);
     const old = Array.from({ length: 12 }, (_, i) => practitioner(`old${String(i).padStart(2, '0')}`, i % 2 ? 4.5 : 3));
     const put = await http('POST', a.base, { body: { resourceType: 'Bundle', type: 'transaction', entry: old.map((r) => ({ resource: r, request: { method: 'PUT', url: `Practitioner/${r.id}` } })) } });
@@ -61,7 +62,7 @@ describe('custom SearchParameter', () => {
     servers.pop();
 
     // Server B (a restart) picks the durable job up and finishes it.
-    const b = await startTestServer({ REINDEX_POLL_MS: '200', REINDEX_BATCH_SIZE: '5' }, { dbName });
+    const b = await startTestServer({ REINDEX_POLL_MS: '200', REINDEX_BATCH_SIZE: '5' }, { dbName, single: true });
     servers.push(b);
     const done = await waitFor('the reindex Task to complete', async () => {
       const t = (await http('GET', `${b.base}/Task/${task.id}`)).body;

@@ -50,9 +50,17 @@ export class FerretPostgresIndexes {
     if (!table) throw new Error(`FerretDB has no table for collection ${collection} in schema ${this.schema}`);
     for (const field of fields) {
       const name = `${table}_mvy_${field.replace(/\W/g, '')}`.slice(0, 63);
-      await this.pool.query(
-        `CREATE INDEX IF NOT EXISTS ${ident(name)} ON ${ident(this.schema)}.${ident(table)} USING gin ((_jsonb->${literal(field)}) jsonb_path_ops)`,
-      );
+      try {
+        await this.pool.query(
+          `CREATE INDEX IF NOT EXISTS ${ident(name)} ON ${ident(this.schema)}.${ident(table)} USING gin ((_jsonb->${literal(field)}) jsonb_path_ops)`,
+        );
+      } catch (err) {
+        // IF NOT EXISTS does not cover a race: when another server process creates the same index at the same
+        // moment, PostgreSQL reports a duplicate pg_class row (23505) or relation (42P07). That process builds it.
+        const code = (err as { code?: string }).code;
+        if (code !== '23505' && code !== '42P07') throw err;
+        this.logger.debug({ collection, index: name }, 'FerretDB: GIN index created concurrently by another process');
+      }
     }
     this.logger.debug({ collection, table, fields }, 'FerretDB: GIN indexes ensured');
   }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { startRoundRobinProxy } from '../../scripts/lib/round-robin-proxy.js';
 import { loadConfig } from '../../src/config/config.js';
 import { createLogger } from '../../src/infra/logger.js';
 import { startServer, type RunningServer } from '../../src/server.js';
@@ -19,7 +20,9 @@ export interface TestServer {
  * Boots the whole application on a random port against the real MongoDB-wire engine (MONGODB_URI) and Redis
  * (REDIS_URL), in a database of its own that is dropped on close.
  */
-export async function startTestServer(env: Record<string, string> = {}, opts: { keepDb?: boolean; dbName?: string } = {}): Promise<TestServer> {
+export async function startTestServer(env: Record<string, string> = {}, opts: { keepDb?: boolean; dbName?: string; single?: boolean } = {}): Promise<TestServer> {
+  // TEST_SERVERS=2 runs every test against two server instances on one database behind a round-robin proxy.
+  if (process.env.TEST_SERVERS === '2' && !opts.single && !env.BASE_URL) return startServerPair(env, opts);
   const dbName = opts.dbName ?? `t_${randomBytes(6).toString('hex')}`;
   const config = loadConfig({
     ...process.env,
@@ -40,6 +43,40 @@ export async function startTestServer(env: Record<string, string> = {}, opts: { 
     async close() {
       if (!opts.keepDb) await running.mongo.db.dropDatabase().catch(() => undefined);
       await running.close();
+    },
+  };
+}
+
+/**
+ * Two server instances on one database and Redis, behind a round-robin HTTP proxy whose address is their public
+ * base URL (so tokens, cursors and links are valid through either). `running` is the first instance: tests that
+ * reach into the server (accounts, auth) use it, while every HTTP request alternates between the two.
+ */
+async function startServerPair(env: Record<string, string>, opts: { keepDb?: boolean; dbName?: string }): Promise<TestServer> {
+  const dbName = opts.dbName ?? `t_${randomBytes(6).toString('hex')}`;
+  const targets: URL[] = [];
+  const proxy = await startRoundRobinProxy(targets);
+  const pairEnv = { ...env, BASE_URL: proxy.url };
+  const a = await startTestServer(pairEnv, { keepDb: true, dbName, single: true });
+  let b: TestServer;
+  try {
+    b = await startTestServer(pairEnv, { keepDb: true, dbName, single: true });
+  } catch (err) {
+    await a.close();
+    await proxy.close();
+    throw err;
+  }
+  targets.push(new URL(a.url), new URL(b.url));
+  tokenSources.set(new URL(proxy.url).origin, tokenSources.get(new URL(a.url).origin)!);
+  return {
+    running: a.running,
+    base: `${proxy.url}/fhir`,
+    url: proxy.url,
+    async close() {
+      await proxy.close();
+      await b.close();
+      if (!opts.keepDb) await a.running.mongo.db.dropDatabase().catch(() => undefined);
+      await a.close();
     },
   };
 }
