@@ -22,6 +22,7 @@ import { AccountService } from './accounts/account-service.js';
 import { accountRoutes } from './accounts/routes.js';
 import type { Account } from './accounts/account-store.js';
 import { SmartAuth } from './auth/smart-auth.js';
+import { AccessContextCache } from './auth/access-context-cache.js';
 import { BookingService, bookingWriteRules } from './scheduling/booking.js';
 import { PractitionerWrites } from './scheduling/practitioner-writes.js';
 import type { AccountDirectory, AccountInfo } from './auth/accounts-port.js';
@@ -165,6 +166,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let holdSweep: NodeJS.Timeout | undefined;
   let jobs: Jobs | undefined;
   let metricsListener: { url: string; close(): Promise<void> } | undefined;
+  let accessCache: AccessContextCache | undefined;
   try {
     const storage = createCollections(mongo.db, mongo.isFerretDB, config.ferretdbPostgresUrl, logger);
     pgIndexes = storage.pgIndexes;
@@ -249,6 +251,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     });
     // SMART authorization server: discovery, /auth endpoints and pages; FHIR requests get a scoped repository.
     const auth = new SmartAuth({ db: mongo.db, repo, indexer, accounts: accountDirectory(accounts), logger, allowLoopbackFetch: config.nodeEnv === 'test' });
+    // Token lookups cached per process for ACCESS_CACHE_SECONDS; revocations broadcast through Redis.
+    accessCache = new AccessContextCache(kv, `${config.mongodbDb}:token-revocations`, config.accessCacheMs, logger);
+    await accessCache.start();
+    auth.accessCache = accessCache;
     app.use(
       accountRoutes(accounts, {
         // A signed-in user changes their password with their access token.
@@ -355,6 +361,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         clearInterval(holdSweep);
         await drain(server, config.shutdownTimeoutMs);
         await metricsListener?.close();
+        await accessCache?.stop();
         await jobs!.close(config.shutdownTimeoutMs); // running jobs finish while mail and MongoDB are still open
         await accounts.idle(); // e-mails of the last requests
         await mail.close();

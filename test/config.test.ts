@@ -24,6 +24,8 @@ describe('loadConfig', () => {
       mongodbUri: undefined,
       mongodbDb: 'medivoy',
       mongodbConnectTimeoutMs: 30000,
+      accessCacheMs: 30000,
+      metricsListen: undefined,
       redisUrl: undefined,
       logLevel: 'info',
       maxBodySize: 16 * 1024 * 1024,

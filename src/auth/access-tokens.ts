@@ -14,6 +14,25 @@ export async function accessContextOf(
   accounts: AccountDirectory,
   fhirBase: string,
 ): Promise<AccessContext> {
+  return (await resolveAccessToken(authorization, provider, accounts, fhirBase)).access;
+}
+
+/** An access token's caller, with what a cache needs to know when to forget it. */
+export interface ResolvedToken {
+  access: AccessContext;
+  /** The token value (opaque: it is the token's id). */
+  token: string;
+  grantId?: string;
+  /** When the token expires (ms since epoch). */
+  expiresAt: number;
+}
+
+export async function resolveAccessToken(
+  authorization: string | undefined,
+  provider: Provider,
+  accounts: AccountDirectory,
+  fhirBase: string,
+): Promise<ResolvedToken> {
   if (!authorization) throw errors.unauthorized('This request needs an access token (Authorization: Bearer …)');
   const m = /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(authorization);
   if (!m) throw errors.unauthorized('The Authorization header is not a Bearer token', 'invalid_token');
@@ -30,7 +49,7 @@ export async function accessContextOf(
   const extra = (token.extra ?? {}) as { patient?: string; fhirUser?: string };
   const account = token.accountId ? await accounts.findById(token.accountId) : undefined;
   if (token.accountId && !account) throw errors.unauthorized('The account of this token no longer exists', 'invalid_token');
-  return {
+  const access: AccessContext = {
     clientId: token.clientId,
     accountId: token.accountId,
     scopes: parseScopes(token.scope),
@@ -40,4 +59,10 @@ export async function accessContextOf(
     role: account?.kind,
     organization: account?.organization,
   };
+  return { access, token: value, grantId: token.grantId, expiresAt: (token.exp ?? 0) * 1000 };
+}
+
+/** The token value of an `Authorization: Bearer` header, or undefined when it has none. */
+export function bearerToken(authorization: string | undefined): string | undefined {
+  return authorization ? /^Bearer\s+([A-Za-z0-9\-._~+/]+=*)\s*$/i.exec(authorization)?.[1] : undefined;
 }

@@ -11,7 +11,8 @@ import { errors } from '../fhir/outcomes.js';
 import type { Indexer } from '../fhir/search/index-entry.js';
 import type { FhirRepository } from '../fhir/storage/repository.js';
 import { AccessPolicy, type AccessContext } from './access-policy.js';
-import { accessContextOf } from './access-tokens.js';
+import { bearerToken, resolveAccessToken } from './access-tokens.js';
+import type { AccessContextCache } from './access-context-cache.js';
 import type { AccountDirectory } from './accounts-port.js';
 import { interactionRoutes } from './interactions.js';
 import { LaunchContexts } from './launch-contexts.js';
@@ -71,6 +72,12 @@ export class SmartAuth {
       logger: this.o.logger, allowLoopbackFetch: this.o.allowLoopbackFetch, styleUrl: `${publicBase}/auth/smart-style.json`,
     });
     this.provider = provider;
+    // Revocations evict cached callers here and, through the cache's broadcast, in every other process.
+    const forget = (r: { token?: string; grantId?: string }) => void this.accessCache?.revoked(r);
+    provider.on('access_token.destroyed', (t: { jti: string; grantId?: string }) => forget({ token: t.jti, grantId: t.grantId }));
+    provider.on('client_credentials.destroyed', (t: { jti: string }) => forget({ token: t.jti }));
+    provider.on('grant.revoked', (_ctx: unknown, grantId: string) => forget({ grantId }));
+    provider.on('grant.destroyed', (g: { jti: string }) => forget({ grantId: g.jti }));
     this.mounted = mount('/auth', provider as unknown as Middleware);
     return cookieKeys;
   }
@@ -136,8 +143,16 @@ export class SmartAuth {
   }
 
   async accessContext(authorization: string | undefined): Promise<AccessContext> {
-    return accessContextOf(authorization, this.oidc, this.o.accounts, this.fhirBase);
+    const token = bearerToken(authorization);
+    const cached = token ? this.accessCache?.get(token) : undefined;
+    if (cached) return cached;
+    const resolved = await resolveAccessToken(authorization, this.oidc, this.o.accounts, this.fhirBase);
+    this.accessCache?.put(resolved);
+    return resolved.access;
   }
+
+  /** Remembers callers of tokens briefly (set by the composition root; see access-context-cache.ts). */
+  accessCache?: AccessContextCache;
 
   /** The repository for one request: every interaction goes through the caller's access policy. */
   repositoryFor(access: AccessContext, base: FhirRepository = this.o.repo): FhirRepository {

@@ -21,6 +21,10 @@ export interface KeyValueStore {
    */
   rateLimit(rules: LimitRule[], member: string): Promise<LimitState[]>;
   ping(): Promise<boolean>;
+  /** Sends a message to every process subscribed to `channel` (Redis pub/sub; in-process: this store's subscribers). */
+  publish(channel: string, message: string): Promise<void>;
+  /** Calls `onMessage` for each message on `channel` until the returned function is called. */
+  subscribe(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 
@@ -50,7 +54,30 @@ export async function initRedis(opts: { url?: string; logger: Logger }): Promise
 
 class RedisStore implements KeyValueStore {
   readonly kind = 'redis' as const;
+  /** A subscribed Redis connection can only listen, so pub/sub gets a connection of its own, opened on first use. */
+  private subscriber?: Redis;
+  private readonly handlers = new Map<string, Set<(message: string) => void>>();
   constructor(private readonly client: Redis) {}
+  async publish(channel: string, message: string) {
+    await this.client.publish(channel, message);
+  }
+  async subscribe(channel: string, onMessage: (message: string) => void) {
+    if (!this.subscriber) {
+      this.subscriber = this.client.duplicate();
+      this.subscriber.on('error', () => undefined); // reconnects on its own; the main connection's handler logs
+      this.subscriber.on('message', (ch: string, msg: string) => this.handlers.get(ch)?.forEach((h) => h(msg)));
+    }
+    let set = this.handlers.get(channel);
+    if (!set) {
+      set = new Set();
+      this.handlers.set(channel, set);
+      await this.subscriber.subscribe(channel);
+    }
+    set.add(onMessage);
+    return async () => {
+      set!.delete(onMessage);
+    };
+  }
   get(key: string) {
     return this.client.get(key);
   }
@@ -84,6 +111,7 @@ class RedisStore implements KeyValueStore {
     }
   }
   async close() {
+    await this.subscriber?.quit().catch(() => this.subscriber?.disconnect());
     await this.client.quit().catch(() => this.client.disconnect());
   }
 }
@@ -124,7 +152,20 @@ class InProcessStore implements KeyValueStore {
   async ping() {
     return true;
   }
+  private readonly channels = new Map<string, Set<(message: string) => void>>();
+  async publish(channel: string, message: string) {
+    this.channels.get(channel)?.forEach((h) => h(message));
+  }
+  async subscribe(channel: string, onMessage: (message: string) => void) {
+    const set = this.channels.get(channel) ?? new Set();
+    this.channels.set(channel, set);
+    set.add(onMessage);
+    return async () => {
+      set.delete(onMessage);
+    };
+  }
   async close() {
     this.entries.clear();
+    this.channels.clear();
   }
 }
