@@ -60,6 +60,7 @@ import { validateResource } from './fhir/validation/validate-resource.js';
 import { loadProfiles } from './fhir/validation/profiles.js';
 import type { FhirRepository } from './fhir/storage/repository.js';
 import { SideWriteHooks } from './fhir/storage/side-writes.js';
+import { InProcessResourceCache, RedisResourceCache } from './infra/resource-cache.js';
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import type { Db } from 'mongodb';
 
@@ -193,8 +194,13 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     });
     engine.pendingReindex = (types) => custom!.pendingFor(types);
     const sideWrites = new SideWriteHooks();
+    // read/vread from a cache of current versions (Redis, shared; in-process without it), invalidated on write.
+    const redis = kv.redisClient();
+    const resourceCache = config.resourceCacheMs <= 0 ? undefined
+      : redis ? new RedisResourceCache(redis, config.mongodbDb, config.resourceCacheMs, logger) : new InProcessResourceCache(config.resourceCacheMs);
     const repo = new MongoRepository({
       sideWrites,
+      cache: resourceCache,
       client: mongo.client,
       collections: cols,
       supportsTransactions: mongo.supportsTransactions,

@@ -25,6 +25,7 @@ describe('loadConfig', () => {
       mongodbDb: 'medivoy',
       mongodbConnectTimeoutMs: 30000,
       accessCacheMs: 30000,
+      resourceCacheMs: 300000,
       metricsListen: undefined,
       redisUrl: undefined,
       logLevel: 'info',

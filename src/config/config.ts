@@ -14,6 +14,8 @@ export interface Config {
   mongodbDb: string;
   /** A separate listen address for an unauthenticated /metrics (e.g. 127.0.0.1:9464); unset: only the main port's, with a token. */
   metricsListen?: { host: string; port: number };
+  /** How long read/vread keep a version in the resource cache (0: no cache). */
+  resourceCacheMs: number;
   /** How long each process remembers who a token belongs to (0: looked up on every request). */
   accessCacheMs: number;
   /** How long start-up waits for the database before giving up with a message. */
@@ -162,6 +164,7 @@ export function loadConfig(env: Env = process.env): Config {
   const mongodbDb = env.MONGODB_DB || 'medivoy';
   const mongodbConnectTimeoutMs = int('MONGODB_CONNECT_TIMEOUT_MS', 30_000, 100, 600_000);
   const accessCacheMs = int('ACCESS_CACHE_SECONDS', 30, 0, 300) * 1000;
+  const resourceCacheMs = int('RESOURCE_CACHE_SECONDS', 300, 0, 86400) * 1000;
   let metricsListen: Config['metricsListen'];
   if (env.METRICS_LISTEN) {
     const m = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(env.METRICS_LISTEN);
@@ -246,7 +249,7 @@ export function loadConfig(env: Env = process.env): Config {
 
   if (problems.length) throw new ConfigError(problems);
   return {
-    nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, mongodbConnectTimeoutMs, metricsListen, accessCacheMs, redisUrl, logLevel, maxBodySize, corsOrigins,
+    nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, mongodbConnectTimeoutMs, metricsListen, accessCacheMs, resourceCacheMs, redisUrl, logLevel, maxBodySize, corsOrigins,
     searchDefaultCount, searchMaxCount, maxBundleEntries, shutdownTimeoutMs, idempotencyTtlMs,
     searchCursorTtlMs, searchMaxIncludes, ferretdbPostgresUrl, reindexWorker, reindexPollMs, reindexBatchSize,
     holdMs, bookingHorizonDays, cancellationCutoffMs,

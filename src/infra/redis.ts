@@ -21,6 +21,8 @@ export interface KeyValueStore {
    */
   rateLimit(rules: LimitRule[], member: string): Promise<LimitState[]>;
   ping(): Promise<boolean>;
+  /** The Redis connection behind the store (none for the in-process store), for modules with scripts of their own. */
+  redisClient(): Redis | undefined;
   /** Sends a message to every process subscribed to `channel` (Redis pub/sub; in-process: this store's subscribers). */
   publish(channel: string, message: string): Promise<void>;
   /** Calls `onMessage` for each message on `channel` until the returned function is called. */
@@ -58,6 +60,9 @@ class RedisStore implements KeyValueStore {
   private subscriber?: Redis;
   private readonly handlers = new Map<string, Set<(message: string) => void>>();
   constructor(private readonly client: Redis) {}
+  redisClient() {
+    return this.client;
+  }
   async publish(channel: string, message: string) {
     await this.client.publish(channel, message);
   }
@@ -151,6 +156,9 @@ class InProcessStore implements KeyValueStore {
   }
   async ping() {
     return true;
+  }
+  redisClient() {
+    return undefined;
   }
   private readonly channels = new Map<string, Set<(message: string) => void>>();
   async publish(channel: string, message: string) {

@@ -14,6 +14,7 @@ import { withCriteriaLock } from './criteria-lock.js';
 import { UnitOfWork } from './unit-of-work.js';
 import type { CursorCodec } from './cursor.js';
 import type { SideWriteHooks } from '../side-writes.js';
+import type { ResourceCache } from '../resource-cache.js';
 import { insertSideWrites, removeSideWrites } from './side-write-store.js';
 
 export interface MongoRepositoryDeps {
@@ -32,6 +33,8 @@ export interface MongoRepositoryDeps {
   cursors: CursorCodec;
   /** Documents other modules write with each version (audit records, subscription outbox; see side-writes.ts). */
   sideWrites?: SideWriteHooks;
+  /** Current versions for read and vread, invalidated after every committed write (see resource-cache.ts). */
+  cache?: ResourceCache;
 }
 
 /** How often a write without If-Match retries after losing a race to another writer. */
@@ -66,6 +69,8 @@ export class MongoRepository implements FhirRepository {
         });
         return result as T;
       } finally {
+        // After the commit (or abort): what the unit wrote is read afresh from now on.
+        await this.deps.cache?.invalidate(uow?.cacheKeys ?? []);
         await uow?.releaseLocks();
         await session.endSession();
       }
@@ -79,6 +84,8 @@ export class MongoRepository implements FhirRepository {
       await uow.rollback();
       throw err;
     } finally {
+      // Also after a rollback: a reader may have cached a version that was undone (read uncommitted).
+      await this.deps.cache?.invalidate(uow.cacheKeys);
       await uow.releaseLocks();
     }
   }
@@ -123,10 +130,18 @@ export class MongoRepository implements FhirRepository {
     this.checkType(resourceType);
     if (!FHIR_ID.test(id)) throw errors.notFound(`${resourceType}/${id} is not a valid resource id`);
     await this.uow?.flush();
-    const doc = await this.deps.collections.current(resourceType).findOne({ _id: `${resourceType}/${id}` }, { projection: WITHOUT_INDEX, ...this.s });
+    const key = `${resourceType}/${id}`;
+    const cached = this.deps.cache && !this.uow ? await this.deps.cache.lookup(key) : undefined;
+    if (cached && 'hit' in cached) {
+      if (cached.hit.deleted) throw errors.gone(`${resourceType}/${id} was deleted`);
+      return cached.hit;
+    }
+    const doc = await this.deps.collections.current(resourceType).findOne({ _id: key }, { projection: WITHOUT_INDEX, ...this.s });
     if (!doc) throw errors.notFound(`${resourceType}/${id} not found`);
+    const version = toVersion(doc);
+    if (cached) await this.deps.cache!.fill(key, cached.ticket, version);
     if (doc.del) throw errors.gone(`${resourceType}/${id} was deleted`);
-    return toVersion(doc);
+    return version;
   }
 
   async vread(resourceType: string, id: string, versionId: string): Promise<ResourceVersion> {
@@ -134,10 +149,18 @@ export class MongoRepository implements FhirRepository {
     const v = Number(versionId);
     if (!FHIR_ID.test(id) || !Number.isInteger(v) || v < 1) throw errors.notFound(`${resourceType}/${id}/_history/${versionId} not found`);
     await this.uow?.flush();
-    const doc = await this.deps.collections.history(resourceType).findOne({ _id: `${resourceType}/${id}/${v}` }, this.s);
+    const key = `${resourceType}/${id}/${v}`;
+    const cached = this.deps.cache && !this.uow ? await this.deps.cache.lookup(key) : undefined;
+    if (cached && 'hit' in cached) {
+      if (cached.hit.deleted) throw errors.gone(`${resourceType}/${id} version ${versionId} is a deletion`);
+      return cached.hit;
+    }
+    const doc = await this.deps.collections.history(resourceType).findOne({ _id: key }, this.s);
     if (!doc) throw errors.notFound(`${resourceType}/${id}/_history/${versionId} not found`);
+    const version = toVersion(doc);
+    if (cached) await this.deps.cache!.fill(key, cached.ticket, version);
     if (doc.del) throw errors.gone(`${resourceType}/${id} version ${versionId} is a deletion`);
-    return toVersion(doc);
+    return version;
   }
 
   async update(resource: Resource, opts: WriteOptions = {}): Promise<WriteResult> {
@@ -328,7 +351,7 @@ export class MongoRepository implements FhirRepository {
         if (!(err instanceof VersionConflict)) throw err;
         // Inside an engine transaction the failed write has aborted it: report, do not retry here.
         if (this.uow?.session) throw expected !== undefined ? errors.preconditionFailed(`${key} was changed by another writer`) : errors.conflict(`${key} was changed by another writer during the transaction; retry`);
-        await rollForward(this.deps.collections, key, current?.v ?? 0, (json) => this.deps.indexer(JSON.parse(json)));
+        if (await rollForward(this.deps.collections, key, current?.v ?? 0, (json) => this.deps.indexer(JSON.parse(json)))) await this.deps.cache?.invalidate([key]);
         if (expected !== undefined) throw errors.preconditionFailed(`${key} was changed by another writer (version ${err.version} exists)`);
         if (i + 1 >= MAX_WRITE_ATTEMPTS) throw errors.conflict(`${key} is being changed by many writers at once; retry later`);
       }
@@ -365,6 +388,9 @@ export class MongoRepository implements FhirRepository {
     const sides = this.deps.sideWrites?.empty === false
       ? await this.deps.sideWrites.collect({ version, previous: current ? toVersion(current) : undefined, inUnitOfWork: !!this.uow })
       : [];
+    // Keys whose cached versions this write replaces: the resource, and the version number it (re)uses.
+    const cacheKeys = [doc._id, `${doc._id}/${doc.v}`];
+    if (this.uow) this.uow.cacheKeys.push(...cacheKeys);
     if (this.uow && !current) {
       // New resources in a unit of work are written in bulk (see UnitOfWork.flush).
       this.uow.buffer(doc, sides);
@@ -388,6 +414,7 @@ export class MongoRepository implements FhirRepository {
         await writeVersion(this.deps.collections, doc, session);
       });
     }
+    if (!this.uow) await this.deps.cache?.invalidate(cacheKeys); // a unit of work invalidates when it ends
     if (type === 'SearchParameter') await this.deps.onSearchParameterChange?.(version);
     return version;
   }

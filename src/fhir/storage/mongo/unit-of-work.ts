@@ -14,6 +14,8 @@ import type { SideWrite } from '../side-writes.js';
 export class UnitOfWork {
   private readonly written: { doc: CurrentDoc; previous: CurrentDoc | null }[] = [];
   private readonly locks = new Map<string, string>();
+  /** Cache keys of everything written (invalidated when the unit ends, committed or rolled back). */
+  readonly cacheKeys: string[] = [];
   /** Creates not yet written: flushed in bulk before anything reads or the unit ends. */
   private buffered: CurrentDoc[] = [];
   /** Side writes of the buffered creates, inserted just before them. */
