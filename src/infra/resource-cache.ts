@@ -15,7 +15,8 @@ return {gen, false, redis.call('GET', KEYS[2]) or ''}`;
 const FILL = `
 local gen = redis.call('GET', KEYS[1]) or '0'
 if gen ~= ARGV[3] then return 0 end
-redis.call('SET', ARGV[1] .. gen .. ':v:' .. ARGV[2], ARGV[5], 'PX', ARGV[6])
+if (redis.call('GET', KEYS[2]) or '') ~= ARGV[4] then return 0 end
+redis.call('SET', ARGV[1] .. gen .. ':v:' .. ARGV[2], ARGV[5], 'PX', ARGV[6], 'NX')
 return 1`;
 const INVALIDATE = `
 local gen = redis.call('GET', KEYS[1]) or '0'
