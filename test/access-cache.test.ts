@@ -4,36 +4,26 @@
  * within a second. Access checks still run on every request (a cached caller only skips the token lookup).
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { randomBytes } from 'node:crypto';
-import { startRoundRobinProxy } from '../scripts/lib/round-robin-proxy.js';
-import { http, startTestServer, type TestServer } from './support/server.js';
+import { http, startInstancePair, type InstancePair, type TestServer } from './support/server.js';
 import { userToken } from './support/browser.js';
 
 const PASSWORD = 'Blue-Harbor-72!';
-const dbName = `t_${randomBytes(6).toString('hex')}`;
-const targets: URL[] = [];
-let proxy: { url: string; close(): Promise<void> };
+let pair: InstancePair;
 let a: TestServer;
 let b: TestServer;
 let alice: string;
 let bob: string;
 
 beforeAll(async () => {
-  proxy = await startRoundRobinProxy(targets);
-  const env = { BASE_URL: proxy.url, ACCESS_CACHE_SECONDS: '30' };
-  a = await startTestServer(env, { dbName, keepDb: true, single: true });
-  b = await startTestServer(env, { dbName, keepDb: true, single: true });
-  targets.push(new URL(a.url), new URL(b.url));
+  pair = await startInstancePair({ ACCESS_CACHE_SECONDS: '30' });
+  ({ a, b } = pair);
   const reg = async (given: string) =>
     (await http('POST', `${a.url}/auth/register`, { body: { email: `${given}@cache.example`, password: PASSWORD, givenName: given, familyName: 'Cache' }, headers: { 'content-type': 'application/json' }, token: false })).body.fhirUser as string;
   alice = await reg('alice');
   bob = await reg('bob');
 }, 60_000);
 afterAll(async () => {
-  await proxy?.close();
-  await b?.close();
-  await a?.running.mongo.db.dropDatabase().catch(() => undefined);
-  await a?.close();
+  await pair?.close();
 });
 
 const read = (srv: TestServer, ref: string, token: string) => http('GET', `${srv.url}/fhir/${ref}`, { token });

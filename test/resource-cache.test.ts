@@ -6,28 +6,19 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
-import { startRoundRobinProxy } from '../scripts/lib/round-robin-proxy.js';
-import { http, startTestServer, type TestServer } from './support/server.js';
+import { http, startInstancePair, startTestServer, type InstancePair, type TestServer } from './support/server.js';
 import { userToken } from './support/browser.js';
 
-const dbName = `t_${randomBytes(6).toString('hex')}`;
-const targets: URL[] = [];
-let proxy: { url: string; close(): Promise<void> };
+let pair: InstancePair;
 let a: TestServer;
 let b: TestServer;
 
 beforeAll(async () => {
-  proxy = await startRoundRobinProxy(targets);
-  const env = { BASE_URL: proxy.url, RESOURCE_CACHE_SECONDS: '300' };
-  a = await startTestServer(env, { dbName, keepDb: true, single: true });
-  b = await startTestServer(env, { dbName, keepDb: true, single: true });
-  targets.push(new URL(a.url), new URL(b.url));
+  pair = await startInstancePair({ RESOURCE_CACHE_SECONDS: '300' });
+  ({ a, b } = pair);
 }, 60_000);
 afterAll(async () => {
-  await proxy?.close();
-  await b?.close();
-  await a?.running.mongo.db.dropDatabase().catch(() => undefined);
-  await a?.close();
+  await pair?.close();
 });
 
 const base = (s: TestServer) => `${s.url}/fhir`;

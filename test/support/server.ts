@@ -53,6 +53,22 @@ export async function startTestServer(env: Record<string, string> = {}, opts: { 
  * reach into the server (accounts, auth) use it, while every HTTP request alternates between the two.
  */
 async function startServerPair(env: Record<string, string>, opts: { keepDb?: boolean; dbName?: string }): Promise<TestServer> {
+  const pair = await startInstancePair(env, opts);
+  tokenSources.set(new URL(pair.url).origin, tokenSources.get(new URL(pair.a.url).origin)!);
+  return { running: pair.a.running, base: `${pair.url}/fhir`, url: pair.url, close: pair.close };
+}
+
+export interface InstancePair {
+  a: TestServer;
+  b: TestServer;
+  /** The round-robin proxy in front of both: their public BASE_URL. */
+  url: string;
+  /** Stops both and the proxy, dropping the database unless `keepDb`. */
+  close(): Promise<void>;
+}
+
+/** Two instances on one database and Redis with one public base URL (a round-robin proxy), for tests that address each. */
+export async function startInstancePair(env: Record<string, string>, opts: { keepDb?: boolean; dbName?: string } = {}): Promise<InstancePair> {
   const dbName = opts.dbName ?? `t_${randomBytes(6).toString('hex')}`;
   const targets: URL[] = [];
   const proxy = await startRoundRobinProxy(targets);
@@ -67,10 +83,9 @@ async function startServerPair(env: Record<string, string>, opts: { keepDb?: boo
     throw err;
   }
   targets.push(new URL(a.url), new URL(b.url));
-  tokenSources.set(new URL(proxy.url).origin, tokenSources.get(new URL(a.url).origin)!);
   return {
-    running: a.running,
-    base: `${proxy.url}/fhir`,
+    a,
+    b,
     url: proxy.url,
     async close() {
       await proxy.close();

@@ -7,7 +7,7 @@ import { WITHOUT_INDEX, type Indexer, type SearchIndex } from '../../search/inde
 import type { SearchEngine, SearchRequest, SearchRestriction, SearchResult } from '../../search/engine.js';
 import type { FhirRepository } from '../repository.js';
 import { FHIR_ID, type HistoryPage, type HistoryQuery, type ResourceVersion, type WriteOptions, type WriteResult } from '../types.js';
-import { type Collections, type CurrentDoc, toVersion } from './documents.js';
+import { type Collections, type CurrentDoc, type HistoryDoc, toVersion } from './documents.js';
 import { VersionConflict, rollForward, writeVersion } from './version-writer.js';
 import { maybeInTransaction } from './transactions.js';
 import { withCriteriaLock } from './criteria-lock.js';
@@ -131,16 +131,9 @@ export class MongoRepository implements FhirRepository {
     if (!FHIR_ID.test(id)) throw errors.notFound(`${resourceType}/${id} is not a valid resource id`);
     await this.uow?.flush();
     const key = `${resourceType}/${id}`;
-    const cached = this.deps.cache && !this.uow ? await this.deps.cache.lookup(key) : undefined;
-    if (cached && 'hit' in cached) {
-      if (cached.hit.deleted) throw errors.gone(`${resourceType}/${id} was deleted`);
-      return cached.hit;
-    }
-    const doc = await this.deps.collections.current(resourceType).findOne({ _id: key }, { projection: WITHOUT_INDEX, ...this.s });
-    if (!doc) throw errors.notFound(`${resourceType}/${id} not found`);
-    const version = toVersion(doc);
-    if (cached) await this.deps.cache!.fill(key, cached.ticket, version);
-    if (doc.del) throw errors.gone(`${resourceType}/${id} was deleted`);
+    const version = await this.throughCache(key, () => this.deps.collections.current(resourceType).findOne({ _id: key }, { projection: WITHOUT_INDEX, ...this.s }));
+    if (!version) throw errors.notFound(`${resourceType}/${id} not found`);
+    if (version.deleted) throw errors.gone(`${resourceType}/${id} was deleted`);
     return version;
   }
 
@@ -150,16 +143,23 @@ export class MongoRepository implements FhirRepository {
     if (!FHIR_ID.test(id) || !Number.isInteger(v) || v < 1) throw errors.notFound(`${resourceType}/${id}/_history/${versionId} not found`);
     await this.uow?.flush();
     const key = `${resourceType}/${id}/${v}`;
+    const version = await this.throughCache(key, () => this.deps.collections.history(resourceType).findOne({ _id: key }, this.s));
+    if (!version) throw errors.notFound(`${resourceType}/${id}/_history/${versionId} not found`);
+    if (version.deleted) throw errors.gone(`${resourceType}/${id} version ${versionId} is a deletion`);
+    return version;
+  }
+
+  /**
+   * A version by its cache key: from the resource cache outside units of work, else from `load`, filling the
+   * cache with the ticket taken before the database read (see resource-cache.ts). Undefined when there is none.
+   */
+  private async throughCache(key: string, load: () => Promise<CurrentDoc | HistoryDoc | null>): Promise<ResourceVersion | undefined> {
     const cached = this.deps.cache && !this.uow ? await this.deps.cache.lookup(key) : undefined;
-    if (cached && 'hit' in cached) {
-      if (cached.hit.deleted) throw errors.gone(`${resourceType}/${id} version ${versionId} is a deletion`);
-      return cached.hit;
-    }
-    const doc = await this.deps.collections.history(resourceType).findOne({ _id: key }, this.s);
-    if (!doc) throw errors.notFound(`${resourceType}/${id}/_history/${versionId} not found`);
+    if (cached && 'hit' in cached) return cached.hit;
+    const doc = await load();
+    if (!doc) return undefined;
     const version = toVersion(doc);
     if (cached) await this.deps.cache!.fill(key, cached.ticket, version);
-    if (doc.del) throw errors.gone(`${resourceType}/${id} version ${versionId} is a deletion`);
     return version;
   }
 
