@@ -9,7 +9,9 @@ import { http, startTestServer, type TestServer } from './support/server.js';
 let srv: TestServer;
 const COLLECTION = 'test_side_writes';
 beforeAll(async () => {
-  srv = await startTestServer({ RATING_SEARCH_PARAMETER: 'false' });
+  // The hook is added at run time to this one process (a deployment registers it in every process at start), so
+  // the test talks to that process directly, also under TEST_SERVERS=2.
+  srv = await startTestServer({ RATING_SEARCH_PARAMETER: 'false' }, { single: true });
   srv.running.sideWrites.add(({ version, previous, inUnitOfWork }) => {
     if (version.json?.includes('"family":"Refused"')) throw new Error('refused by the test hook');
     return [{ collection: COLLECTION, doc: { _id: `${version.resourceType}/${version.id}/${version.versionId}`, previous: previous?.versionId ?? null, inUnitOfWork, deleted: version.deleted } }];
