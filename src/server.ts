@@ -22,6 +22,7 @@ import { AccountService } from './accounts/account-service.js';
 import { accountRoutes } from './accounts/routes.js';
 import type { Account } from './accounts/account-store.js';
 import { SmartAuth } from './auth/smart-auth.js';
+import { LinkCache } from './auth/link-cache.js';
 import { AccessContextCache } from './auth/access-context-cache.js';
 import { BookingService, bookingWriteRules } from './scheduling/booking.js';
 import { PractitionerWrites } from './scheduling/practitioner-writes.js';
@@ -261,6 +262,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     accessCache = new AccessContextCache(kv, `${config.mongodbDb}:token-revocations`, config.accessCacheMs, logger);
     await accessCache.start();
     auth.accessCache = accessCache;
+    // A practitioner's or administrator's link to a patient, once found, is remembered as long as a token's caller.
+    auth.linkCache = new LinkCache(config.accessCacheMs);
     app.use(
       accountRoutes(accounts, {
         // A signed-in user changes their password with their access token.

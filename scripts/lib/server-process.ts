@@ -16,7 +16,9 @@ async function freePort(): Promise<number> {
 export async function startServerProcess(env: Record<string, string>): Promise<{ url: string; stop: () => Promise<void> }> {
   const port = await freePort();
   const child = spawn(process.execPath, ['--import', 'tsx', new URL('../../src/main.ts', import.meta.url).pathname], {
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), ...env },
+    // Benchmarks measure the server's throughput, not the per-client rate limits (which would answer 429 to a
+    // benchmark's one client); set RATE_LIMIT_ENABLED to measure with them.
+    env: { RATE_LIMIT_ENABLED: 'false', ...process.env, HOST: '127.0.0.1', PORT: String(port), ...env },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const url = `http://127.0.0.1:${port}`;

@@ -3,6 +3,7 @@ import { patientCompartment } from '../fhir/search/compartment.js';
 import { SEP, tokenQueryKey, type Indexer } from '../fhir/search/index-entry.js';
 import type { SearchRestriction } from '../fhir/search/engine.js';
 import type { FhirRepository } from '../fhir/storage/repository.js';
+import type { LinkCache } from './link-cache.js';
 import type { Permission, ResourceScope } from './smart-scopes.js';
 
 export type AccountKind = 'patient' | 'practitioner' | 'hospital-admin' | 'system-admin';
@@ -51,6 +52,8 @@ export class AccessPolicy {
     readonly access: AccessContext,
     private readonly repo: FhirRepository,
     private readonly indexer: Indexer,
+    /** Links found by earlier requests of the same account (see LinkCache); none: checked on every request. */
+    private readonly links?: LinkCache,
   ) {}
 
   /** The scopes that allow `permission` on `type`, or a 403 naming what is missing. */
@@ -168,34 +171,47 @@ export class AccessPolicy {
    * Whether one patient is linked to the account, by the same relations as linkedPatients() but with the
    * patient as the narrow side of each query (a handful of documents instead of all of a busy practitioner's
    * appointments). Memoized for the request; the full list is used instead when a search already loaded it.
+   * A link found is remembered across requests in `links` for a few seconds (a new link is seen at once, a
+   * removed one after at most the cache's lifetime, as with the account behind a cached token).
    */
   private isLinked(pid: string): Promise<boolean> {
     let check = this.linkChecks.get(pid);
     if (!check) {
+      const key = `${this.access.role ?? ''}|${this.access.fhirUser ?? ''}|${this.access.organization ?? ''}|${pid}`;
       check = (async () => {
-        if (this.linked) return (await this.linked).includes(pid);
-        const patient = `Patient/${encodeURIComponent(pid)}`;
-        const who = this.access.fhirUser;
-        const org = this.access.organization;
-        const queries: [string, string][] = [];
-        if (this.access.role === 'practitioner' && who) {
-          queries.push(['Appointment', `patient=${patient}&practitioner=${who}`], ['Encounter', `patient=${patient}&practitioner=${who}`], ['CareTeam', `patient=${patient}&participant=${who}`], ['Patient', `_id=${encodeURIComponent(pid)}&general-practitioner=${who}`]);
-        }
-        if (org) queries.push(['Patient', `_id=${encodeURIComponent(pid)}&organization=${org}`]);
-        if (this.access.role === 'hospital-admin' && org) queries.push(['Appointment', `patient=${patient}&actor:PractitionerRole.organization=${org}`]);
-        for (const [type, criteria] of queries) {
-          if ((await this.repo.findByCriteria(type, criteria, 1)).length) return true;
-        }
-        return false;
+        if (this.links?.has(key)) return true;
+        const linked = await this.checkLink(pid);
+        if (linked) this.links?.add(key);
+        return linked;
       })();
       this.linkChecks.set(pid, check);
     }
     return check;
   }
 
+  private async checkLink(pid: string): Promise<boolean> {
+    if (this.linked) return (await this.linked).includes(pid);
+    const patient = `Patient/${encodeURIComponent(pid)}`;
+    const who = this.access.fhirUser;
+    const org = this.access.organization;
+    const queries: [string, string][] = [];
+    if (this.access.role === 'practitioner' && who) {
+      queries.push(['Appointment', `patient=${patient}&practitioner=${who}`], ['Encounter', `patient=${patient}&practitioner=${who}`], ['CareTeam', `patient=${patient}&participant=${who}`], ['Patient', `_id=${encodeURIComponent(pid)}&general-practitioner=${who}`]);
+    }
+    if (org) queries.push(['Patient', `_id=${encodeURIComponent(pid)}&organization=${org}`]);
+    if (this.access.role === 'hospital-admin' && org) queries.push(['Appointment', `patient=${patient}&actor:PractitionerRole.organization=${org}`]);
+    for (const [type, criteria] of queries) {
+      if ((await this.repo.findByCriteria(type, criteria, 1)).length) return true;
+    }
+    return false;
+  }
+
   private async within(reach: Reach, type: string, id: string, resource: Record<string, unknown>, permission: Permission): Promise<boolean> {
-    const tk = this.indexer(resource).tk;
-    if (reach.params.length && !matchesByIndex(tk, reach.params)) return false;
+    // The resource's search index (every parameter's FHIRPath evaluated) only when a check needs it: a read of
+    // a Patient, or any read under an unconfined scope, does not.
+    let index: string[] | undefined;
+    const tokens = () => (index ??= this.indexer(resource).tk);
+    if (reach.params.length && !matchesByIndex(tokens(), reach.params)) return false;
     if (!reach.patients) return true;
     const fixed = reach.patients;
     const member = fixed === 'linked' ? (pid: string) => this.isLinked(pid) : async (pid: string) => fixed.includes(pid);
@@ -203,14 +219,14 @@ export class AccessPolicy {
     if (type === 'Patient') return member(id);
     if (params) {
       const prefixes = params.map((p) => `${p}${SEP}Patient/`);
-      const owners = new Set(tk.flatMap((k) => prefixes.filter((p) => k.startsWith(p)).map((p) => k.slice(p.length))));
+      const owners = new Set(tokens().flatMap((k) => prefixes.filter((p) => k.startsWith(p)).map((p) => k.slice(p.length))));
       for (const pid of owners) if (await member(pid)) return true;
       return false;
     }
     // Not patient data: readable by anyone with a scope on it; writable only where it references the user.
     if (permission === 'r' || permission === 's') return true;
     const anchors = reach.writeAnchors ?? [];
-    return anchors.some((a) => `${type}/${id}` === a || tk.some((k) => k.endsWith(`${SEP}${a}`)));
+    return anchors.some((a) => `${type}/${id}` === a || tokens().some((k) => k.endsWith(`${SEP}${a}`)));
   }
 }
 

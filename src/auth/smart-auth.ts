@@ -10,6 +10,7 @@ import type { Logger } from '../infra/logger.js';
 import { errors } from '../fhir/outcomes.js';
 import type { Indexer } from '../fhir/search/index-entry.js';
 import type { FhirRepository } from '../fhir/storage/repository.js';
+import type { LinkCache } from './link-cache.js';
 import { AccessPolicy, type AccessContext } from './access-policy.js';
 import { bearerToken, resolveAccessToken } from './access-tokens.js';
 import type { AccessContextCache } from './access-context-cache.js';
@@ -154,9 +155,12 @@ export class SmartAuth {
   /** Remembers callers of tokens briefly (set by the composition root; see access-context-cache.ts). */
   accessCache?: AccessContextCache;
 
+  /** Remembers account–patient links briefly (set by the composition root; see link-cache.ts). */
+  linkCache?: LinkCache;
+
   /** The repository for one request: every interaction goes through the caller's access policy. */
   repositoryFor(access: AccessContext, base: FhirRepository = this.o.repo): FhirRepository {
-    const scoped = new ScopedRepository(base, new AccessPolicy(access, this.o.repo, this.o.indexer), this.writeRules(access));
+    const scoped = new ScopedRepository(base, new AccessPolicy(access, this.o.repo, this.o.indexer, this.linkCache), this.writeRules(access));
     return this.decorate ? this.decorate(scoped, access) : scoped;
   }
 
