@@ -39,3 +39,49 @@ describe('module boundaries', () => {
     expect(imports(join(SRC, 'server.ts'))).toEqual(expect.arrayContaining(['scheduling/booking.js', 'fhir/rest/dispatch.js']));
   });
 });
+
+/** Imports that exist at run time (not `import type`/`export type`), as paths under src/. */
+function runtimeImports(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  return [...text.matchAll(/(?:^|\n)\s*(import|export)\s+(?!type\s)[^'"]*?from\s+'(\.[^']+)'/g)].map((m) => relative(SRC, resolve(dirname(file), m[2]!)).replace(/\.js$/, '.ts'));
+}
+
+describe('import graph', () => {
+  it('has no cycles among run-time imports (a cycle makes module initialisation order-dependent)', () => {
+    const graph = new Map(files(SRC).map((f) => [relative(SRC, f), runtimeImports(f)]));
+    // Tarjan's strongly connected components: every component of more than one module is a cycle.
+    let counter = 0;
+    const index = new Map<string, number>();
+    const low = new Map<string, number>();
+    const stack: string[] = [];
+    const onStack = new Set<string>();
+    const cycles: string[][] = [];
+    const visit = (v: string) => {
+      index.set(v, counter);
+      low.set(v, counter++);
+      stack.push(v);
+      onStack.add(v);
+      for (const w of graph.get(v) ?? []) {
+        if (!graph.has(w)) continue;
+        if (!index.has(w)) {
+          visit(w);
+          low.set(v, Math.min(low.get(v)!, low.get(w)!));
+        } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!));
+      }
+      if (low.get(v) === index.get(v)) {
+        const component: string[] = [];
+        let w: string;
+        do {
+          w = stack.pop()!;
+          onStack.delete(w);
+          component.push(w);
+        } while (w !== v);
+        if (component.length > 1 || (graph.get(v) ?? []).includes(v)) cycles.push(component.sort());
+      }
+    };
+    for (const v of graph.keys()) if (!index.has(v)) visit(v);
+    expect(cycles).toEqual([]);
+    // The check sees the graph at all.
+    expect(graph.get('server.ts')).toEqual(expect.arrayContaining(['fhir/rest/dispatch.ts']));
+  });
+});
