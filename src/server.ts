@@ -145,6 +145,7 @@ export function createCollections(db: Db, isFerretDB: boolean, ferretdbPostgresU
     gin
       ? async (c, type) => {
           await gin.ensure(c.currentName(type), FERRET_CURRENT_FIELDS);
+          await gin.ensureSortIndexes(c.currentName(type));
           await gin.ensure(c.historyName(type), FERRET_HISTORY_FIELDS);
         }
       : undefined,
@@ -185,7 +186,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       maxChainIds: 1000,
       maxExactCount: 10000,
       cursorTtlMs: config.searchCursorTtlMs,
-      splitOr: mongo.isFerretDB,
+      // On FerretDB an OR of equalities is one query per value, unless the search runs as SQL.
+      splitOr: mongo.isFerretDB && !(pgIndexes && config.ferretdbSqlSearch),
+      native: pgIndexes && config.ferretdbSqlSearch ? pgIndexes.searchQueries() : undefined,
       defaultTotal: mongo.isFerretDB ? 'none' : 'accurate',
     });
     let repoRef: FhirRepository | undefined;

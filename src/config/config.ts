@@ -41,6 +41,11 @@ export interface Config {
    * indexes on the search fields of FerretDB's tables so that searches are index lookups, not table scans.
    */
   ferretdbPostgresUrl: string | undefined;
+  /**
+   * With `ferretdbPostgresUrl`: run searches as SQL on FerretDB's PostgreSQL tables (filter, sort and limit
+   * there, reading only the fields a page needs) instead of through FerretDB, which sorts every match in memory.
+   */
+  ferretdbSqlSearch: boolean;
   /** Run custom-SearchParameter reindex jobs in this process (any number of processes may). */
   reindexWorker: boolean;
   /** How often a process looks for SearchParameters and reindex jobs other processes wrote. */
@@ -213,6 +218,7 @@ export function loadConfig(env: Env = process.env): Config {
     if (!/^postgres(ql)?:\/\//.test(env.FERRETDB_POSTGRES_URL)) problems.push('FERRETDB_POSTGRES_URL must be a postgres:// URL');
     else ferretdbPostgresUrl = env.FERRETDB_POSTGRES_URL;
   }
+  const ferretdbSqlSearch = oneOf('FERRETDB_SQL_SEARCH', ['true', 'false'] as const, 'true') === 'true';
 
   const jobsEnabled = oneOf('JOBS_ENABLED', ['true', 'false'] as const, 'true') === 'true';
   const jobsPollMs = int('JOBS_POLL_MS', 5000, 100, 600000);
@@ -251,7 +257,7 @@ export function loadConfig(env: Env = process.env): Config {
   return {
     nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, mongodbConnectTimeoutMs, metricsListen, accessCacheMs, resourceCacheMs, redisUrl, logLevel, maxBodySize, corsOrigins,
     searchDefaultCount, searchMaxCount, maxBundleEntries, shutdownTimeoutMs, idempotencyTtlMs,
-    searchCursorTtlMs, searchMaxIncludes, ferretdbPostgresUrl, reindexWorker, reindexPollMs, reindexBatchSize,
+    searchCursorTtlMs, searchMaxIncludes, ferretdbPostgresUrl, ferretdbSqlSearch, reindexWorker, reindexPollMs, reindexBatchSize,
     holdMs, bookingHorizonDays, cancellationCutoffMs,
     jobsEnabled, jobsPollMs, reminderOffsetsMs, noShowGraceMinutes, ratingSearchParameter,
     smtpUrl, mailFrom, authMaxFailures, authMaxFailuresPerIp, authLockoutMs, passwordResetTtlMs, passwordResetUrl,

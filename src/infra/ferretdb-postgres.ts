@@ -1,5 +1,6 @@
 import pg from 'pg';
 import type { Logger } from './logger.js';
+import { FerretSqlQueries } from './ferretdb-sql.js';
 
 /**
  * Index lookups for FerretDB 1.x on PostgreSQL. FerretDB pushes an equality on a top-level field down as
@@ -18,7 +19,12 @@ export class FerretPostgresIndexes {
     private readonly schema: string,
     private readonly logger: Logger,
   ) {
-    this.pool = new pg.Pool({ connectionString: url, max: 2 });
+    this.pool = new pg.Pool({ connectionString: url, max: 10 });
+  }
+
+  /** Searches as SQL on the same tables, through this pool. */
+  searchQueries(onQuery?: (sql: string) => void): FerretSqlQueries {
+    return new FerretSqlQueries(this.pool, this.schema, this.logger, onQuery);
   }
 
   private async tableOf(collection: string): Promise<string | undefined> {
@@ -63,6 +69,28 @@ export class FerretPostgresIndexes {
       }
     }
     this.logger.debug({ collection, table, fields }, 'FerretDB: GIN indexes ensured');
+  }
+
+  /**
+   * Btree indexes on the sort expressions of infra/ferretdb-sql.ts (`_id` by code point, `lu` as a number),
+   * so a search sorted by id or last update walks an index and stops at its limit.
+   */
+  async ensureSortIndexes(collection: string): Promise<void> {
+    const table = await this.tableOf(collection);
+    if (!table) throw new Error(`FerretDB has no table for collection ${collection} in schema ${this.schema}`);
+    const expressions: [string, string][] = [
+      ['sort_id', `((_jsonb->'_id' #>> '{}') COLLATE "C")`],
+      ['sort_lu', `(CASE WHEN jsonb_typeof(_jsonb->'lu') = 'number' THEN (_jsonb->'lu')::numeric END)`],
+    ];
+    for (const [suffix, expr] of expressions) {
+      const name = `${table}_mvy_${suffix}`.slice(0, 63);
+      try {
+        await this.pool.query(`CREATE INDEX IF NOT EXISTS ${ident(name)} ON ${ident(this.schema)}.${ident(table)} (${expr})`);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code !== '23505' && code !== '42P07') throw err;
+      }
+    }
   }
 
   async close(): Promise<void> {

@@ -3,6 +3,7 @@ import type { ClientSession, Filter } from 'mongodb';
 import type { OperationOutcomeIssue } from '@medplum/fhirtypes';
 import { errors, issue } from '../outcomes.js';
 import type { Collections, CurrentDoc } from '../storage/mongo/documents.js';
+import type { NativeFindOptions, NativeQueries } from './native-queries.js';
 import type { CursorCodec } from '../storage/mongo/cursor.js';
 import { SEP } from './index-entry.js';
 import type { ParamDef, SearchParameterRegistry } from './parameters.js';
@@ -77,6 +78,8 @@ export interface SearchEngineOptions {
    * that holds every match reports its exact total.
    */
   defaultTotal: 'accurate' | 'none';
+  /** The engine's own query path where there is one (FerretDB's PostgreSQL); the driver otherwise. */
+  native?: NativeQueries;
 }
 
 const RESULT_PARAMS = new Set(['_sort', '_count', '_total', '_summary', '_elements', '_include', '_revinclude', '_cursor', '_format', '_pretty', '_type']);
@@ -440,14 +443,13 @@ export class SearchEngine {
   private async fetch(
     type: string, filter: Filter<CurrentDoc>, post: ((d: IndexedDoc) => boolean) | undefined, sort: SortKey[], after: unknown[] | undefined, limit: number, s: { session?: ClientSession },
   ): Promise<CurrentDoc[]> {
-    const col = this.collections.current(type);
     const mongoSort = Object.fromEntries(sort.map((k) => [k.field, k.dir])) as Record<string, 1 | -1>;
     const out: CurrentDoc[] = [];
     let position = after?.map(decodeValue);
     const batch = post ? Math.max(limit * 2, 50) : limit;
     for (;;) {
       const f = position ? ({ $and: [filter, keysetAfter(sort, position)] } as Filter<CurrentDoc>) : filter;
-      const docs = await col.find(f, s).sort(mongoSort).limit(batch).toArray();
+      const docs = await this.find(type, f, { sort: mongoSort, limit: batch, fields: 'page' }, s);
       for (const d of docs) if (!post || post(d)) out.push(d);
       if (out.length >= limit || docs.length < batch) return out.slice(0, limit);
       position = sort.map((k) => sortValue(docs[docs.length - 1]!, k.field));
@@ -463,23 +465,22 @@ export class SearchEngine {
       if (!qs.length) continue; // a criterion that can match nothing (an empty chain or _has)
       const needsCheck = qs.some((q) => q.post) || qs.length > 1;
       if (!needsCheck) {
+        const counted = this.opts.native && !s.session ? await this.opts.native.count(this.collections.currentName(plan.type), qs[0]!.filter) : undefined;
         // FerretDB: a find pushes the driving equality down; count commands it evaluates by reading the table.
-        total += this.opts.splitOr
-          ? (await col.find(qs[0]!.filter, { ...s, projection: { _id: 1 } }).toArray()).length
-          : await col.countDocuments(qs[0]!.filter, s);
+        total += counted ?? (this.opts.splitOr
+          ? (await this.find(plan.type, qs[0]!.filter, { fields: 'ids' }, s)).length
+          : await col.countDocuments(qs[0]!.filter, s));
         continue;
       }
       if (estimate) {
-        for (const q of qs) total += (await col.find(q.filter, { ...s, projection: { _id: 1 } }).limit(this.opts.maxExactCount).toArray()).length;
+        for (const q of qs) total += (await this.find(plan.type, q.filter, { limit: this.opts.maxExactCount, fields: 'ids' }, s)).length;
         exact = false;
         continue;
       }
-      const needsJson = plan.conds.some((c) => c.needsJson);
       const ids = new Set<string>();
       for (const q of qs) {
-        const projection = { _id: 1, tk: 1, dt: 1, nm: 1, sf: 1, ...(needsJson ? { json: 1 } : {}) };
-        const cursor = col.find(q.filter, { ...s, projection }).limit(this.opts.maxExactCount + 1);
-        for await (const d of cursor) {
+        const docs = await this.find(plan.type, q.filter, { limit: this.opts.maxExactCount + 1, fields: 'page' }, s);
+        for (const d of docs) {
           if (!q.post || q.post(d as IndexedDoc)) ids.add(d._id);
         }
         if (ids.size > this.opts.maxExactCount) exact = false;
@@ -545,8 +546,7 @@ export class SearchEngine {
         const keys = frontier.map((d) => `${spec.code}${SEP}${d.t}/${d.id}`);
         const streams = this.opts.splitOr ? keys.map((k) => ({ tk: k })) : [{ tk: { $in: keys } }];
         for (const f of streams) {
-          const docs = await this.collections.current(spec.source).find({ ...f, del: false } as Filter<CurrentDoc>, s).limit(this.opts.maxIncludes + 1).toArray();
-          take(docs);
+          take(await this.find(spec.source, { ...f, del: false } as Filter<CurrentDoc>, { limit: this.opts.maxIncludes + 1, fields: 'page' }, s));
         }
       }
       frontier = added.slice(before);
@@ -569,11 +569,27 @@ export class SearchEngine {
     return this.collections.current(type).find(q.filter).sort({ _id: 1 }).limit(this.opts.defaultCount).explain();
   }
 
-  /** Current resources by `Type/id` key. FerretDB: one pushed-down `_id` lookup each. */
+  /**
+   * `find(filter).sort().limit()` on a type's current documents: through the engine's own query path when
+   * it translates the filter (never inside a transaction: its connection is not the session's), else the
+   * driver. `ids` reads only `_id`.
+   */
+  private async find(type: string, filter: Filter<CurrentDoc>, opts: NativeFindOptions, s: { session?: ClientSession }): Promise<CurrentDoc[]> {
+    if (this.opts.native && !s.session) {
+      const docs = await this.opts.native.find(this.collections.currentName(type), filter as Record<string, unknown>, opts);
+      if (docs) return docs;
+    }
+    let cursor = this.collections.current(type).find(filter, { ...s, ...(opts.fields === 'ids' ? { projection: { _id: 1 } } : {}) });
+    if (opts.sort) cursor = cursor.sort(opts.sort);
+    if (opts.limit) cursor = cursor.limit(opts.limit);
+    return cursor.toArray();
+  }
+
+  /** Current resources by `Type/id` key. FerretDB: one pushed-down `_id` lookup each, or one SQL query. */
   async byIds(type: string, keys: string[], s: { session?: ClientSession } = {}): Promise<CurrentDoc[]> {
     if (!keys.length) return [];
     const col = this.collections.current(type);
-    if (!this.opts.splitOr) return col.find({ _id: { $in: keys }, del: false }, s).toArray();
+    if (!this.opts.splitOr || (this.opts.native && !s.session)) return this.find(type, { _id: { $in: keys }, del: false }, { fields: 'page' }, s);
     const docs = await Promise.all(keys.map((k) => col.findOne({ _id: k, del: false }, s)));
     return docs.filter((d): d is CurrentDoc => !!d);
   }
