@@ -23,7 +23,7 @@ export class FerretPostgresIndexes {
   }
 
   /** Searches as SQL on the same tables, through this pool. */
-  searchQueries(onQuery?: (sql: string) => void): FerretSqlQueries {
+  searchQueries(onQuery?: (sql: string, params: unknown[]) => void): FerretSqlQueries {
     return new FerretSqlQueries(this.pool, this.schema, this.logger, onQuery);
   }
 
@@ -79,8 +79,9 @@ export class FerretPostgresIndexes {
     const table = await this.tableOf(collection);
     if (!table) throw new Error(`FerretDB has no table for collection ${collection} in schema ${this.schema}`);
     const expressions: [string, string][] = [
-      ['sort_id', `((_jsonb->'_id' #>> '{}') COLLATE "C")`],
-      ['sort_lu', `(CASE WHEN jsonb_typeof(_jsonb->'lu') = 'number' THEN (_jsonb->'lu')::numeric END)`],
+      // NULLS FIRST as the queries sort ascending (MongoDB's order: missing first); descending walks it backwards.
+      ['sort_id', `((_jsonb->'_id' #>> '{}') COLLATE "C") NULLS FIRST`],
+      ['sort_lu', `(CASE WHEN jsonb_typeof(_jsonb->'lu') = 'number' THEN (_jsonb->'lu')::numeric END) NULLS FIRST`],
     ];
     for (const [suffix, expr] of expressions) {
       const name = `${table}_mvy_${suffix}`.slice(0, 63);

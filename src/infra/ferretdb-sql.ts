@@ -28,7 +28,7 @@ export class FerretSqlQueries implements NativeQueries {
     private readonly schema: string,
     private readonly logger: Logger,
     /** Called with each statement run (tests and benchmarks count them). */
-    private readonly onQuery?: (sql: string) => void,
+    private readonly onQuery?: (sql: string, params: unknown[]) => void,
   ) {}
 
   async find(collection: string, filter: Record<string, unknown>, opts: NativeFindOptions): Promise<CurrentDoc[] | undefined> {
@@ -38,8 +38,12 @@ export class FerretSqlQueries implements NativeQueries {
     let order = '';
     if (opts.sort && Object.keys(opts.sort).length) {
       const keys: string[] = [];
+      // With an equality on a search array the GIN index finds the few matches, which PostgreSQL then sorts;
+      // it must not walk a sort index through the whole table instead (its estimate of `@>` is a guess), so
+      // the sort key is written so that no index matches it. Without one, the sort index is the way in.
+      const indexedSort = !hasArrayEquality(filter);
       for (const [field, dir] of Object.entries(opts.sort)) {
-        const expr = sortExpression(field);
+        const expr = sortExpression(field, indexedSort);
         if (!expr) return undefined;
         keys.push(`${expr} ${dir === 1 ? 'ASC NULLS FIRST' : 'DESC NULLS LAST'}`);
       }
@@ -71,7 +75,7 @@ export class FerretSqlQueries implements NativeQueries {
       if (!table) return [];
       const sql = statement(`${ident(this.schema)}.${ident(table)}`);
       try {
-        this.onQuery?.(sql);
+        this.onQuery?.(sql, params);
         return (await this.pool.query(sql, params)).rows as Record<string, unknown>[];
       } catch (err) {
         // A collection dropped and created again has a new table; look it up once more.
@@ -129,10 +133,22 @@ function fieldExpression(field: string): { expr: string; kind: 'array' | 'string
   return undefined;
 }
 
-function sortExpression(field: string): string | undefined {
+/** The ORDER BY key of a field; `indexed`: the expression of the btree sort indexes, else one no index matches. */
+function sortExpression(field: string, indexed: boolean): string | undefined {
   const f = fieldExpression(field);
   if (!f || f.kind === 'array' || f.kind === 'boolean') return undefined;
-  return f.kind === 'date' || f.kind === 'number' ? numeric(f.expr) : `(${f.expr} #>> '{}') COLLATE "C"`;
+  if (f.kind === 'date' || f.kind === 'number') return indexed ? numeric(f.expr) : `(${numeric(f.expr)} + 0)`;
+  return indexed ? `(${f.expr} #>> '{}') COLLATE "C"` : `((${f.expr} #>> '{}') || '') COLLATE "C"`;
+}
+
+/** Whether the filter requires an element of a search array to equal one of some values (a GIN lookup). */
+function hasArrayEquality(filter: Record<string, unknown>): boolean {
+  return Object.entries(filter).some(([key, value]) => {
+    if (key === '$and') return Array.isArray(value) && value.some((v) => isPlainObject(v) && hasArrayEquality(v));
+    if (!ARRAY_FIELDS.has(key)) return false;
+    if (typeof value === 'string') return true;
+    return isPlainObject(value) && Object.keys(value).length === 1 && Array.isArray(value.$in) && value.$in.length > 0 && value.$in.every((v) => typeof v === 'string');
+  });
 }
 
 /** A numeric field's value, NULL for anything else (PostgreSQL does not promise to test a guard first). */
