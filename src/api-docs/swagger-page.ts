@@ -26,14 +26,15 @@ Pick a resource type in the top bar; the whole document: <a href="/openapi.json"
 `;
 
 export const API_DOCS_SCRIPT = `'use strict';
-// The definitions (one part of the document per resource type, chosen in the top bar) come from config.json.
+// The definitions (one part of the document per resource type, chosen in the top bar) come from config.json;
+// a part's operations are listed, each opened on click.
 window.ui = SwaggerUIBundle({
   configUrl: '/api-docs/config.json',
   dom_id: '#swagger-ui',
   presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
   layout: 'StandaloneLayout',
   deepLinking: true,
-  docExpansion: 'none',
+  docExpansion: 'list',
   defaultModelsExpandDepth: -1,
   filter: true,
   displayRequestDuration: true,
