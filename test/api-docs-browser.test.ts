@@ -50,10 +50,8 @@ async function openDocs(): Promise<Page> {
     if (new URL(r.url()).origin !== new URL(srv.url).origin && !r.url().startsWith('data:')) foreignRequests.push(r.url());
   });
   // Violations of the page's policy, as the browser reports them to the page.
-  await page.addInitScript(() => {
-    (window as any).cspViolations = [];
-    document.addEventListener('securitypolicyviolation', (e) => (window as any).cspViolations.push(`${e.violatedDirective}: ${e.blockedURI || e.sample}`));
-  });
+  await page.addInitScript(`window.cspViolations = [];
+    document.addEventListener('securitypolicyviolation', (e) => window.cspViolations.push(e.violatedDirective + ': ' + (e.blockedURI || e.sample)));`);
   await page.goto(`${srv.url}/api-docs`);
   try {
     await page.waitForSelector('#operations-Patient-search-Patient', { timeout: 90_000 });
@@ -109,7 +107,7 @@ describe('/api-docs in Chromium', () => {
     }
     console.log(`api-docs screenshot: ${join(OUTPUT, 'api-docs.png')}`);
 
-    expect(await page.evaluate(() => (window as any).cspViolations)).toEqual([]);
+    expect(await page.evaluate('window.cspViolations')).toEqual([]);
     expect(foreignRequests).toEqual([]);
     expect(pageLog.filter((l) => l.startsWith('pageerror') || /Content Security Policy/.test(l))).toEqual([]);
     await page.close();
@@ -126,7 +124,52 @@ describe('/api-docs in Chromium', () => {
     await status.first().waitFor({ timeout: 60_000 });
     expect((await status.first().textContent())?.trim()).toBe('401');
     expect(await operation.locator('.live-responses-table .response .response-col_description').first().textContent()).toMatch(/"resourceType":\s*"OperationOutcome"/);
-    expect(await page.evaluate(() => (window as any).cspViolations)).toEqual([]);
+    expect(await page.evaluate('window.cspViolations')).toEqual([]);
+    await page.close();
+  }, 180_000);
+
+  it('Authorize with the SMART authorization-code flow (PKCE): sign-in and consent in the popup, then a read with that token', async () => {
+    const password = 'Blue-Harbor-72!';
+    const alice = (await http('POST', `${srv.url}/auth/register`, { token: false, headers: { 'content-type': 'application/json' }, body: { email: 'alice@example.org', password, givenName: 'Alice', familyName: 'Anders' } })).body;
+    const client = await srv.running.auth.registerClient({
+      kind: 'public', redirect_uris: [`${srv.url}/api-docs/oauth2-redirect.html`], allowed_scopes: 'openid fhirUser launch/patient patient/*.rs', client_name: 'API docs test',
+    });
+    const page = await openDocs();
+    await page.click('.btn.authorize');
+    const flow = page.locator('.auth-container').filter({ has: page.locator('h4', { hasText: 'authorizationCode' }) });
+    await flow.locator('#client_id_authorizationCode').fill(client.client_id as string);
+    for (const scope of ['openid', 'fhirUser', 'launch/patient', 'patient/*.rs']) await flow.locator(`label[for="${scope}-authorizationCode-checkbox-smart"]`).click();
+    const popupOpened = page.waitForEvent('popup');
+    await flow.locator('button.authorize').click();
+    const popup = await popupOpened;
+    await popup.waitForSelector('input[name=email]', { timeout: 60_000 });
+    expect(popup.url().startsWith(`${srv.running.auth.issuer}/`)).toBe(true);
+    await popup.fill('input[name=email]', 'alice@example.org');
+    await popup.fill('input[name=password]', password);
+    await popup.click('button');
+    await popup.waitForSelector('button[value=allow]');
+    await popup.click('button[value=allow]');
+    // The redirect page hands the code back to the viewer, which redeems it at the token endpoint.
+    try {
+      await flow.locator('button', { hasText: 'Logout' }).waitFor({ timeout: 60_000 });
+    } catch (err) {
+      throw new Error(`no token from the authorization-code flow:\n${pageLog.join('\n')}`, { cause: err });
+    }
+    await page.click('.close-modal');
+
+    const operation = page.locator('#operations-Patient-read-Patient');
+    await operation.locator('.opblock-summary').click();
+    await operation.locator('.try-out__btn').click();
+    await operation.locator('tr[data-param-name="id"] input').fill(alice.fhirUser.split('/')[1]);
+    await operation.locator('button.execute').click();
+    const status = operation.locator('.live-responses-table .response .response-col_status');
+    await status.first().waitFor({ timeout: 60_000 });
+    expect((await status.first().textContent())?.trim()).toBe('200');
+    expect(await operation.locator('.live-responses-table .response .response-col_description').first().textContent()).toContain('Anders');
+    const curl = (await operation.locator('.curl-command').textContent()) ?? '';
+    expect(curl).toMatch(/Authorization: Bearer \S+/);
+    expect(curl).not.toContain(token); // the user's token, not the pasted system one
+    expect(await page.evaluate('window.cspViolations')).toEqual([]);
     await page.close();
   }, 180_000);
 });

@@ -58,7 +58,7 @@ const paramNames = (d: any, path: string, method: string) =>
 
 async function validate(d: unknown) {
   const validator = new Validator();
-  const result = await validator.validate(d as object);
+  const result = await validator.validate(d as Parameters<Validator['validate']>[0]);
   return { ...result, version: validator.version };
 }
 

@@ -10,7 +10,7 @@ import { documentationPagePolicy } from '../http/security-headers.js';
 import { buildOpenApiDocument, type OpenApiSources } from './openapi-document.js';
 import { documentPart, partNames } from './document-parts.js';
 import type { OpenApiDocument } from './openapi-types.js';
-import { API_DOCS_PAGE, API_DOCS_SCRIPT, API_DOCS_STYLE } from './swagger-page.js';
+import { API_DOCS_PAGE, API_DOCS_STYLE, apiDocsScript } from './swagger-page.js';
 
 /** The viewer's files served from the installed swagger-ui-dist (nothing from a CDN), by name. */
 const VIEWER_FILES: Record<string, string> = {
@@ -70,7 +70,7 @@ export function apiDocsRoutes(opts: ApiDocsOptions): Router {
   const router = new Router();
   const dist = dirname(createRequire(import.meta.url).resolve('swagger-ui-dist/package.json'));
   const viewer = new Map<string, Asset>();
-  let built: { doc: OpenApiDocument; full: Asset; config: Asset; parts: Map<string, Asset | undefined>; policy: string } | undefined;
+  let built: { doc: OpenApiDocument; full: Asset; config: Asset; script: Asset; parts: Map<string, Asset | undefined>; policy: string } | undefined;
 
   const document = () => {
     if (built) return built;
@@ -86,6 +86,7 @@ export function apiDocsRoutes(opts: ApiDocsOptions): Router {
     };
     built = {
       doc, full: json(doc), config: json(config), parts: new Map(),
+      script: asset(Buffer.from(apiDocsScript(doc.servers[0]!.url)), 'text/javascript; charset=utf-8', false),
       policy: documentationPagePolicy({
         apiOrigins: [new URL(doc.servers[0]!.url).origin, new URL(sources.smart.token_endpoint).origin],
         styleHashes: [createHash('sha256').update(VIEWER_LOGO_STYLE).digest('base64')],
@@ -104,10 +105,7 @@ export function apiDocsRoutes(opts: ApiDocsOptions): Router {
     return a;
   };
   const page = asset(Buffer.from(API_DOCS_PAGE), 'text/html; charset=utf-8', false);
-  const ours: Record<string, Asset> = {
-    'api-docs.js': asset(Buffer.from(API_DOCS_SCRIPT), 'text/javascript; charset=utf-8', false),
-    'api-docs.css': asset(Buffer.from(API_DOCS_STYLE), 'text/css; charset=utf-8', false),
-  };
+  const style = asset(Buffer.from(API_DOCS_STYLE), 'text/css; charset=utf-8', false);
   // Not patient data: caches may keep these; the page and the document are revalidated (their ETag is a digest).
   router.get('/openapi.json', (ctx) => send(ctx, document().full, 'no-cache'));
   router.get('/openapi/:file', (ctx) => {
@@ -122,8 +120,8 @@ export function apiDocsRoutes(opts: ApiDocsOptions): Router {
   router.get('/api-docs/:file', (ctx) => {
     const name = ctx.params.file!;
     if (name === 'config.json') return send(ctx, document().config, 'no-cache');
-    const own = ours[name];
-    if (own) return send(ctx, own, 'no-cache');
+    if (name === 'api-docs.js') return send(ctx, document().script, 'no-cache');
+    if (name === 'api-docs.css') return send(ctx, style, 'no-cache');
     const type = VIEWER_FILES[name];
     if (!type) throw errors.notFound(`No such file: /api-docs/${name}`);
     let a = viewer.get(name);

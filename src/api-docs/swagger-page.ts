@@ -25,7 +25,9 @@ Pick a resource type in the top bar; the whole document: <a href="/openapi.json"
 </html>
 `;
 
-export const API_DOCS_SCRIPT = `'use strict';
+/** The page's script: Swagger UI configured for this server (SMART needs `aud`, the FHIR base, on /authorize). */
+export function apiDocsScript(fhirBase: string): string {
+  return `'use strict';
 // The definitions (one part of the document per resource type, chosen in the top bar) come from config.json;
 // a part's operations are listed, each opened on click.
 window.ui = SwaggerUIBundle({
@@ -42,8 +44,9 @@ window.ui = SwaggerUIBundle({
   validatorUrl: null,
   oauth2RedirectUrl: location.origin + '/api-docs/oauth2-redirect.html',
 });
-window.ui.initOAuth({ usePkceWithAuthorizationCodeGrant: true, appName: 'Medivoy API documentation' });
+window.ui.initOAuth({ usePkceWithAuthorizationCodeGrant: true, appName: 'Medivoy API documentation', additionalQueryStringParams: { aud: ${JSON.stringify(fhirBase)} } });
 `;
+}
 
 export const API_DOCS_STYLE = `.medivoy-bar { font: 14px/1.5 system-ui, sans-serif; padding: 10px 20px; background: #1f3a4d; color: #fff; }
 .medivoy-bar a { color: #bfe3f2; }
