@@ -69,6 +69,17 @@ describe('/openapi.json', () => {
     expect(result.valid).toBe(true);
     expect(result.version).toBe('3.1');
     expect(doc.openapi).toBe('3.1.0');
+    // OpenAPI: parameters are unique per name and location within an operation (the schema cannot see through $refs).
+    const duplicates: string[] = [];
+    for (const [path, item] of Object.entries<any>(doc.paths)) {
+      for (const method of Object.keys(item).filter((k) => k !== 'parameters')) {
+        const names = paramNames(doc, path, method);
+        if (new Set(names).size !== names.length) duplicates.push(`${method} ${path}`);
+      }
+    }
+    expect(duplicates).toEqual([]);
+    const ids = Object.values<any>(doc.paths).flatMap((item) => Object.entries<any>(item).filter(([k]) => k !== 'parameters').map(([, o]) => o.operationId));
+    expect(new Set(ids).size).toBe(ids.length);
     const all = refs(doc);
     expect(all.length).toBeGreaterThan(1000);
     for (const r of new Set(all)) expect(() => deref(doc, { $ref: r })).not.toThrow();
