@@ -26,7 +26,7 @@ function fromRegistry(op: BusinessOperation, type: string | undefined): Resolved
   const def = operationDefinitions(op).find((d) => (type ? d.resource?.[0] === type : d.system));
   if (!def) throw new Error(`$${op.name} has no OperationDefinition for ${type ?? 'the system level'}`);
   const parameters = (def.parameter ?? []).map((p) => ({ name: p.name!, use: p.use!, min: p.min ?? 0, max: p.max ?? '1', type: p.type, documentation: p.documentation }));
-  return { op: { ...op, resourceTypes: op.resourceTypes, parameters }, parameters };
+  return { op: { ...op, parameters }, parameters };
 }
 
 /** Finds what documents `$name` on a type (or the system level); undocumented operations fail the build. */

@@ -129,5 +129,9 @@ export function apiDocsRoutes(opts: ApiDocsOptions): Router {
     if (type.startsWith('text/html')) ctx.set('Content-Security-Policy', document().policy);
     send(ctx, a, 'public, max-age=86400');
   });
+  // Read-only resources: any other method is a 405 naming the allowed ones.
+  router.all(['/openapi.json', '/openapi/:file', '/api-docs', '/api-docs/:file'], (ctx) => {
+    if (ctx.method !== 'OPTIONS') throw errors.methodNotAllowed(`${ctx.method} is not allowed on ${ctx.path}`, ['GET', 'HEAD']);
+  });
   return router;
 }
