@@ -15,6 +15,11 @@ import { requestMetrics } from './http/request-metrics.js';
 import { metricsRoutes, startMetricsListener } from './http/metrics-endpoint.js';
 import { securityHeaders } from './http/security-headers.js';
 import { healthRouter } from './health/routes.js';
+// --- api docs (imports) ---
+import { apiDocsRoutes } from './api-docs/routes.js';
+import { smartConfiguration } from './auth/smart-configuration.js';
+import { patientCompartment } from './fhir/search/compartment.js';
+// --- end api docs ---
 // --- accounts (imports) ---
 import { initMailer, type Mailer } from './infra/mailer.js';
 import { AccountStore } from './accounts/account-store.js';
@@ -238,6 +243,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       started: () => started,
     });
     app.use(health.routes());
+    // --- api docs: begin (/openapi.json from the CapabilityStatement and the registry, /api-docs; no token needed) ---
+    app.use(apiDocsRoutes({
+      sources: () => (capability ? { capability, operations: operations.list(), smart: smartConfiguration(auth.issuer), compartmentTypes: [...patientCompartment().keys()] } : undefined),
+    }).routes());
+    // --- api docs: end ---
     // /metrics: on the main port for a token with the metrics scope; unauthenticated on METRICS_LISTEN if set.
     app.use(metricsRoutes((authorization) => auth.accessContext(authorization)).routes());
     if (config.metricsListen) metricsListener = await startMetricsListener(config.metricsListen);

@@ -33,3 +33,24 @@ export function securityHeaders(opts: { origins: '*' | string[] }) {
     await next();
   };
 }
+
+/**
+ * Content-Security-Policy of the server's own documentation pages (/api-docs): scripts, styles and images
+ * from this origin only (the viewer's bundled SVG icons are `data:` URLs) plus the `<style>` elements
+ * given by their SHA-256 (`styleHashes`, base64), requests to this origin and to the given API origins (the
+ * FHIR base and the authorization server, when BASE_URL names another origin), no plugins, frames, forms
+ * posting elsewhere or `<base>` rewriting.
+ */
+export function documentationPagePolicy(opts: { apiOrigins?: string[]; styleHashes?: string[] } = {}): string {
+  const connect = ["'self'", ...new Set(opts.apiOrigins ?? [])].join(' ');
+  return [
+    "default-src 'none'",
+    "script-src 'self'",
+    ["style-src 'self'", ...(opts.styleHashes ?? []).map((h) => `'sha256-${h}'`)].join(' '),
+    "img-src 'self' data:",
+    `connect-src ${connect}`,
+    "form-action 'none'",
+    "base-uri 'none'",
+    "frame-ancestors 'none'",
+  ].join('; ');
+}

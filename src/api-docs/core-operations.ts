@@ -1,0 +1,54 @@
+import type { OperationLevel, OperationParameterSpec } from '../fhir/operations/registry.js';
+
+/** What the documentation needs of an operation: where, how and with what it is invoked. */
+export interface DocumentedOperation {
+  name: string;
+  levels: OperationLevel[];
+  methods: ('GET' | 'POST' | 'DELETE')[];
+  description: string;
+  affectsState: boolean;
+  /** Types at type/instance level; undefined for all (e.g. $validate). */
+  resourceTypes?: string[];
+  /** `resource`: the body may be the resource itself instead of a Parameters. */
+  body?: 'parameters' | 'resource';
+  parameters: OperationParameterSpec[];
+  /** Input parameters that apply at type level only (e.g. `_id` of Patient/$everything). */
+  typeLevelOnly?: string[];
+}
+
+/**
+ * The HL7 operations the FHIR core serves itself (fhir/rest/routes.ts), which the operation registry does
+ * not describe: their parameters as this server implements them (a subset of HL7's OperationDefinitions).
+ * An operation the CapabilityStatement lists that is neither here nor registered has no documentation, and
+ * building the OpenAPI document fails rather than leave it out.
+ */
+export const CORE_OPERATIONS: DocumentedOperation[] = [
+  {
+    name: 'validate',
+    levels: ['type', 'instance'],
+    methods: ['POST'],
+    affectsState: false,
+    description: 'Validates a resource against the R4 definitions and the server\'s profiles; nothing is stored.',
+    body: 'resource',
+    parameters: [
+      { name: 'resource', use: 'in', min: 1, max: '1', type: 'Resource', documentation: 'The resource to check (or send the resource itself as the body)' },
+      { name: 'return', use: 'out', min: 1, max: '1', type: 'OperationOutcome', documentation: 'The issues found, or one informational issue' },
+    ],
+  },
+  {
+    name: 'everything',
+    levels: ['type', 'instance'],
+    methods: ['GET'],
+    resourceTypes: ['Patient'],
+    affectsState: false,
+    description: 'The patient, every resource in their compartment and the practitioners, organizations, medications and locations those refer to, page by page.',
+    parameters: [
+      { name: '_id', use: 'in', min: 0, max: '1', type: 'id', documentation: 'The patient (type level; at instance level the id is in the path)' },
+      { name: '_since', use: 'in', min: 0, max: '1', type: 'instant', documentation: 'Only resources updated at or after this instant' },
+      { name: '_type', use: 'in', min: 0, max: '1', type: 'string', documentation: 'Comma-separated resource types to include' },
+      { name: '_count', use: 'in', min: 0, max: '1', type: 'integer', documentation: 'Page size' },
+      { name: 'return', use: 'out', min: 1, max: '1', type: 'Bundle', documentation: 'A searchset Bundle with paging links' },
+    ],
+    typeLevelOnly: ['_id'],
+  },
+];
