@@ -156,6 +156,16 @@ async function currentOf(repo: FhirRepository, type: string, id: string): Promis
   }
 }
 
+/**
+ * A backend service with `system/` scopes that acts for no one in particular (an EHR import, a lab): it
+ * records what was decided elsewhere, so the workflow rules of people (who may prescribe, what a desk
+ * must enter) do not apply to it; structure and profile validation still do. A client bound to an insurer
+ * is not such an integration.
+ */
+export function isTrustedIntegration(access: AccessContext): boolean {
+  return !access.accountId && !access.payor && !access.patient && !access.fhirUser;
+}
+
 /** A reference's `Type/id` when it is a plain relative reference of that type. */
 export function referenceId(ref: { reference?: string } | undefined, type: string): string | undefined {
   const m = /^([A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})$/.exec(ref?.reference ?? '');

@@ -3,7 +3,7 @@ import type { Coverage, Organization, Resource } from '@medplum/fhirtypes';
 import { errors, isOperationOutcomeError } from '../fhir/outcomes.js';
 import type { FhirRepository } from '../fhir/storage/repository.js';
 import { parseResource } from '../fhir/storage/types.js';
-import { referenceId, type WriteGuard } from '../write-guards.js';
+import { isTrustedIntegration, referenceId, type WriteGuard } from '../write-guards.js';
 import { PAYER_ADAPTER_URL, readPayerRules } from './local-rules-adapter.js';
 
 export const COVERAGE_CLASS_SYSTEM = 'http://terminology.hl7.org/CodeSystem/coverage-class';
@@ -35,7 +35,7 @@ async function exists(repo: FhirRepository, type: string, id: string): Promise<R
  * Coverage as the desk and the insurer need it: a beneficiary Patient the writer may reach (a patient only
  * themselves), a subscriber, a payor Organization that exists, a member id, a plan (class `plan`, and `group`
  * when the insurer has groups) and a type. Refused with 422 (403 for another patient's coverage) before
- * anything is stored.
+ * anything is stored. Backend integrations (isTrustedIntegration) import coverage as recorded elsewhere.
  */
 export function coverageGuard(deps: { system: FhirRepository }): WriteGuard {
   return {
@@ -52,10 +52,12 @@ export function coverageGuard(deps: { system: FhirRepository }): WriteGuard {
       if (resource.resourceType === 'CoverageEligibilityResponse') {
         // Billing trusts these for the patient share: apart from $submit only trusted integrations write them
         // (a backend service not bound to one insurer, e.g. an EDI bridge; a system administrator).
-        const trusted = ctx.access.role === 'system-admin' || (!ctx.access.accountId && !ctx.access.payor);
+        const trusted = ctx.access.role === 'system-admin' || isTrustedIntegration(ctx.access);
         if (!issuingEligibility.getStore() && !trusted) throw errors.forbidden('CoverageEligibilityResponse is written by the server: POST a CoverageEligibilityRequest to $submit');
         return resource;
       }
+      // An integration importing coverage recorded elsewhere is not held to the desk's rules (write-guards.ts).
+      if (isTrustedIntegration(ctx.access)) return resource;
       const c = resource as Coverage;
       const where = (p: string) => [`Coverage.${p}`];
       const beneficiary = referenceId(c.beneficiary, 'Patient');

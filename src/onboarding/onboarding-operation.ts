@@ -29,8 +29,7 @@ export function onboardingStatusOperation(deps: { system: FhirRepository }): Bus
     name: 'onboarding-status', levels: ['instance'], resourceTypes: ['Patient'], methods: ['GET'], affectsState: false,
     description: "What of a patient's onboarding is complete and what is missing: allergies, medications, history, height, weight, BMI, emergency contact, verified insurance.",
     parameters: [
-      { name: 'complete', use: 'out', min: 1, max: '1', type: 'boolean' },
-      { name: 'item', use: 'out', min: 8, max: '*', documentation: 'code (allergies, medications, history, height, weight, bmi, emergency-contact, insurance), status (complete | missing), evidence (Reference, repeated), hint' },
+      { name: 'return', use: 'out', min: 1, max: '1', type: 'Parameters', documentation: 'patient (Reference), complete (boolean), and one `item` per onboarding item with parts code (allergies, medications, history, height, weight, bmi, emergency-contact, insurance), status (complete | missing), evidence (Reference, repeated), hint' },
     ],
     handler: async (input, ctx) => {
       const id = input.target.id;

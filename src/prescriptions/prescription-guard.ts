@@ -4,7 +4,7 @@ import type { FhirRepository } from '../fhir/storage/repository.js';
 import { parseResource } from '../fhir/storage/types.js';
 import type { JobQueue } from '../jobs/job-queue.js';
 import type { AccessContext } from '../auth/access-policy.js';
-import { referenceId, type WriteGuard } from '../write-guards.js';
+import { isTrustedIntegration, referenceId, type WriteGuard } from '../write-guards.js';
 import { queuePrescriptionNotice } from './prescription-notice.js';
 
 export const PRESCRIPTION_PROFILE = 'https://medivoy.org/fhir/StructureDefinition/medivoy-medicationrequest';
@@ -21,11 +21,15 @@ function prescriber(access: AccessContext): string {
  * afterwards; anyone else gets 403. The product profile (profiles/medivoy-medicationrequest.json: encounter,
  * requester, authoredOn, dosage with timing and a positive dose) is claimed on every prescription, so the
  * repository's validation enforces it. A new prescription queues an e-mail notice to the patient.
+ * Backend integrations (isTrustedIntegration: an EHR import) record prescriptions written elsewhere and are
+ * exempt from the author rule and the profile claim; every signed-in user (patients, other practitioners,
+ * administrators) and insurer clients are held to it.
  */
 export function prescriptionGuard(deps: { system: FhirRepository; jobs: JobQueue }): WriteGuard {
   return {
     types: ['MedicationRequest'],
     async prepare(resource, ctx) {
+      if (isTrustedIntegration(ctx.access)) return resource; // imported prescriptions were written elsewhere
       const me = prescriber(ctx.access);
       const current = ctx.current as MedicationRequest | undefined;
       if (current && current.requester?.reference !== me) throw errors.forbidden(`Only the prescriber (${current.requester?.reference ?? 'unknown'}) changes this prescription`);
@@ -55,11 +59,12 @@ export function prescriptionGuard(deps: { system: FhirRepository; jobs: JobQueue
       } as MedicationRequest;
     },
     async remove(ctx) {
+      if (isTrustedIntegration(ctx.access)) return;
       const me = prescriber(ctx.access);
       if ((ctx.current as MedicationRequest).requester?.reference !== me) throw errors.forbidden('Only the prescriber deletes a prescription');
     },
-    async committed(stored) {
-      if (stored.meta?.versionId === '1') await queuePrescriptionNotice(deps.jobs, stored.id!);
+    async committed(stored, access) {
+      if (stored.meta?.versionId === '1' && !isTrustedIntegration(access)) await queuePrescriptionNotice(deps.jobs, stored.id!);
     },
   };
 }
