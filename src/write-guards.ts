@@ -23,6 +23,8 @@ export interface GuardContext {
  */
 export interface WriteGuard {
   types: string[];
+  /** Whether the guard looks at this caller's writes of `type` at all (default: always). */
+  appliesTo?(type: string, access: AccessContext): boolean;
   prepare?(resource: Resource, ctx: GuardContext): Promise<Resource>;
   /** A delete of a guarded resource (`current` is set): throw to refuse. */
   remove?(ctx: GuardContext & { current: Resource }): Promise<void>;
@@ -48,7 +50,7 @@ export class GuardedRepository implements FhirRepository {
   }
 
   private guardsOf(type: string | undefined): WriteGuard[] {
-    return type ? this.guards.filter((g) => g.types.includes(type)) : [];
+    return type ? this.guards.filter((g) => g.types.includes(type) && (!g.appliesTo || g.appliesTo(type, this.access))) : [];
   }
 
   async create(resource: Resource, opts: { ifNoneExist?: string; id?: string } = {}): Promise<WriteResult> {
@@ -132,7 +134,8 @@ export class GuardedRepository implements FhirRepository {
 
   /** One unit of work: the write and the guards' dependent writes; then the guards' follow-ups. */
   private async guarded(guards: WriteGuard[], write: (tx: FhirRepository) => Promise<WriteResult>): Promise<WriteResult> {
-    const result = await this.inner.transaction(async (tx) => {
+    // A unit of work only where a guard writes beside the resource.
+    const result = !guards.some((g) => g.within) ? await write(this.inner) : await this.inner.transaction(async (tx) => {
       const r = await write(tx);
       if (r.matched || !r.version.json) return r;
       const stored = parseResource(r.version);

@@ -40,6 +40,8 @@ async function exists(repo: FhirRepository, type: string, id: string): Promise<R
 export function coverageGuard(deps: { system: FhirRepository }): WriteGuard {
   return {
     types: ['Coverage', 'Organization', 'CoverageEligibilityResponse'],
+    // An integration importing coverage recorded elsewhere is not held to the desk's rules (write-guards.ts).
+    appliesTo: (type, access) => type !== 'Coverage' || !isTrustedIntegration(access),
     async prepare(resource, ctx) {
       if (resource.resourceType === 'Organization') {
         const org = resource as Organization;
@@ -56,8 +58,6 @@ export function coverageGuard(deps: { system: FhirRepository }): WriteGuard {
         if (!issuingEligibility.getStore() && !trusted) throw errors.forbidden('CoverageEligibilityResponse is written by the server: POST a CoverageEligibilityRequest to $submit');
         return resource;
       }
-      // An integration importing coverage recorded elsewhere is not held to the desk's rules (write-guards.ts).
-      if (isTrustedIntegration(ctx.access)) return resource;
       const c = resource as Coverage;
       const where = (p: string) => [`Coverage.${p}`];
       const beneficiary = referenceId(c.beneficiary, 'Patient');

@@ -16,12 +16,15 @@ function patientOf(r: Resource): string | undefined {
 /**
  * Onboarding on plain writes: height and weight must be plausible and in a known unit, and the patient's BMI
  * is computed in the same unit of work; after any onboarding record is written a look at the patient's
- * onboarding is queued (its e-mails go out from that job, once each) — not for imports by a backend
- * integration, whose patients are not onboarding.
+ * onboarding is queued (its e-mails go out from that job, once each). Imports by a backend integration
+ * (isTrustedIntegration) are taken as recorded: no plausibility check, no BMI of ours beside the source's
+ * own, no onboarding mail.
  */
 export function onboardingGuard(deps: { system: FhirRepository; jobs: JobQueue }): WriteGuard {
   return {
     types: ['AllergyIntolerance', 'MedicationStatement', 'Condition', 'Observation', 'Patient', 'Coverage', 'CoverageEligibilityResponse'],
+    // An eligibility answer (from $submit) always counts; other records of integrations are imports.
+    appliesTo: (type, access) => type === 'CoverageEligibilityResponse' || !isTrustedIntegration(access),
     async prepare(resource) {
       if (resource.resourceType === 'Observation') checkMeasurement(resource as Observation);
       return resource;
@@ -29,9 +32,7 @@ export function onboardingGuard(deps: { system: FhirRepository; jobs: JobQueue }
     async within(stored, ctx) {
       if (stored.resourceType === 'Observation') await updateBmi(ctx.tx, deps.system, stored as Observation);
     },
-    async committed(stored, access) {
-      // Imports by integrations do not mail patients; an eligibility answer (from $submit) always counts.
-      if (isTrustedIntegration(access) && stored.resourceType !== 'CoverageEligibilityResponse') return;
+    async committed(stored) {
       const patient = patientOf(stored);
       if (patient) await queueOnboardingCheck(deps.jobs, patient);
     },

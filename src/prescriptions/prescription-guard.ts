@@ -28,8 +28,8 @@ function prescriber(access: AccessContext): string {
 export function prescriptionGuard(deps: { system: FhirRepository; jobs: JobQueue }): WriteGuard {
   return {
     types: ['MedicationRequest'],
+    appliesTo: (_type, access) => !isTrustedIntegration(access), // imported prescriptions were written elsewhere
     async prepare(resource, ctx) {
-      if (isTrustedIntegration(ctx.access)) return resource; // imported prescriptions were written elsewhere
       const me = prescriber(ctx.access);
       const current = ctx.current as MedicationRequest | undefined;
       if (current && current.requester?.reference !== me) throw errors.forbidden(`Only the prescriber (${current.requester?.reference ?? 'unknown'}) changes this prescription`);
@@ -59,12 +59,11 @@ export function prescriptionGuard(deps: { system: FhirRepository; jobs: JobQueue
       } as MedicationRequest;
     },
     async remove(ctx) {
-      if (isTrustedIntegration(ctx.access)) return;
       const me = prescriber(ctx.access);
       if ((ctx.current as MedicationRequest).requester?.reference !== me) throw errors.forbidden('Only the prescriber deletes a prescription');
     },
-    async committed(stored, access) {
-      if (stored.meta?.versionId === '1' && !isTrustedIntegration(access)) await queuePrescriptionNotice(deps.jobs, stored.id!);
+    async committed(stored) {
+      if (stored.meta?.versionId === '1') await queuePrescriptionNotice(deps.jobs, stored.id!);
     },
   };
 }
