@@ -260,8 +260,26 @@ describe('insurer backend clients bound to their payor', () => {
   it('registration refuses an unknown payor and a payor on a non-backend client', async () => {
     await expect(srv.running.auth.registerClient({ kind: 'backend', jwks: { keys: [] }, allowed_scopes: INSURER_SCOPES, payor_organization: 'Organization/ghost' })).rejects.toMatchObject({ status: 400 });
     await expect(srv.running.auth.registerClient({ kind: 'public', redirect_uris: ['http://a.example/cb'], allowed_scopes: 'openid', payor_organization: acme })).rejects.toMatchObject({ status: 400 });
-    const res = await http('POST', `${srv.url}/auth/admin/clients`, { token: desk, body: { kind: 'backend', jwks: { keys: [] }, allowed_scopes: INSURER_SCOPES, payor_organization: 'Patient/x' } });
+    const json = { 'content-type': 'application/json' };
+    const res = await http('POST', `${srv.url}/auth/admin/clients`, { token: desk, headers: json, body: { kind: 'backend', jwks: { keys: [] }, allowed_scopes: INSURER_SCOPES, payor_organization: 'Patient/x' } });
     expect(res.status).toBe(400);
+    expect(res.text).toContain('payor_organization must be Organization/[id]');
+    const { privateKey: _k, ...c } = await registerBackendClient(srv.running, INSURER_SCOPES);
+    const row = await srv.running.mongo.db.collection<{ _id: string; payload: string }>('oidc_Client').findOne({ _id: c.clientId });
+    const ok = await http('POST', `${srv.url}/auth/admin/clients`, { token: desk, headers: json, body: { kind: 'backend', client_id: c.clientId, jwks: JSON.parse(row!.payload).jwks, allowed_scopes: INSURER_SCOPES, payor_organization: acme } });
+    expect({ status: ok.status, body: ok.text }).toMatchObject({ status: 201 });
+    expect(ok.body.payor_organization).toBe(acme);
+  });
+
+  it('writes of an insurer client stay within its payor', async () => {
+    const writer = await insurerToken(acme, 'system/Coverage.cruds');
+    const before = await historyTotal(srv.base, 'Coverage');
+    expectOutcome(await http('POST', `${srv.base}/Coverage`, { token: writer, body: coverage(p2, borealis) }), 403);
+    const current = (await http('GET', `${srv.base}/${covB}`)).body;
+    expectOutcome(await http('PUT', `${srv.base}/${covB}`, { token: writer, body: { ...current, status: 'cancelled' } }), 403);
+    expectOutcome(await http('DELETE', `${srv.base}/${covB}`, { token: writer }), 404);
+    expect(await historyTotal(srv.base, 'Coverage')).toBe(before);
+    expect((await http('GET', `${srv.base}/${covB}`)).body.status).toBe('active');
   });
 
   it('each reads exactly its own payor\'s Coverage, in searches and reads', async () => {

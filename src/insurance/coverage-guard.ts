@@ -70,6 +70,8 @@ export function coverageGuard(deps: { system: FhirRepository }): WriteGuard {
       if (!sub) throw errors.businessRule('Coverage.subscriber must reference the Patient or RelatedPerson who holds the policy', where('subscriber'));
       if (!(await exists(deps.system, sub[1]!, sub[2]!))) throw errors.businessRule(`The subscriber ${subscriber} is not known`, where('subscriber'));
       const payors = (c.payor ?? []).map((p) => referenceId(p, 'Organization'));
+      // An insurer's client writes only its own payor's coverage (its scopes are confined to it as well).
+      if (ctx.access.payor && !payors.includes(ctx.access.payor.slice('Organization/'.length))) throw errors.forbidden(`This client acts for ${ctx.access.payor} and writes only its coverage`);
       if (!payors.length || payors.some((p) => !p)) throw errors.businessRule('Coverage.payor must reference the insurer Organization (Organization/[id])', where('payor'));
       for (const p of payors) {
         if (!(await exists(deps.system, 'Organization', p!))) throw errors.businessRule(`The payor Organization/${p} is not known`, where('payor'));
