@@ -272,4 +272,12 @@ describe('prescriptions', () => {
     await until('prescription jobs', async () => !(await srv.running.mongo.db.collection('jobs').findOne({ name: 'prescription-notice' })));
     expect(mails(pat.email, PRESCRIPTION)).toHaveLength(1);
   });
+
+  it('a participant through their PractitionerRole prescribes too', async () => {
+    const role = await post({ resourceType: 'PractitionerRole', active: true, practitioner: { reference: dr.ref } }, desk);
+    const enc = await post({ resourceType: 'Encounter', status: 'in-progress', class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'AMB' }, subject: { reference: other.ref }, participant: [{ individual: { reference: `PractitionerRole/${role.id}` } }] }, desk);
+    const res = await http('POST', `${srv.base}/MedicationRequest`, { token: dr.token, body: rx({ subject: { reference: other.ref }, encounter: { reference: `Encounter/${enc.id}` } }) });
+    expect({ status: res.status, body: res.text.slice(0, 300) }).toMatchObject({ status: 201 });
+    expectOutcome(await http('POST', `${srv.base}/MedicationRequest`, { token: dr2.token, body: rx({ subject: { reference: other.ref }, encounter: { reference: `Encounter/${enc.id}` } }) }), 403);
+  });
 });

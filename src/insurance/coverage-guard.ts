@@ -62,7 +62,7 @@ export function coverageGuard(deps: { system: FhirRepository }): WriteGuard {
       const where = (p: string) => [`Coverage.${p}`];
       const beneficiary = referenceId(c.beneficiary, 'Patient');
       if (!beneficiary) throw errors.businessRule('Coverage.beneficiary must reference a Patient (Patient/[id])', where('beneficiary'));
-      const me = ctx.access.role === 'patient' && ctx.access.fhirUser?.startsWith('Patient/') ? ctx.access.fhirUser.slice(8) : ctx.access.patient;
+      const me = ctx.access.role === 'patient' && ctx.access.fhirUser?.startsWith('Patient/') ? ctx.access.fhirUser.slice(8) : undefined;
       if (me && me !== beneficiary) throw errors.forbidden(`A patient records their own coverage only, not that of Patient/${beneficiary}`);
       if (!(await exists(ctx.tx, 'Patient', beneficiary))) throw errors.businessRule(`The beneficiary Patient/${beneficiary} is not known`, where('beneficiary'));
       const subscriber = c.subscriber?.reference;

@@ -1,4 +1,4 @@
-import type { Encounter, MedicationRequest } from '@medplum/fhirtypes';
+import type { Encounter, MedicationRequest, PractitionerRole } from '@medplum/fhirtypes';
 import { errors, isOperationOutcomeError } from '../fhir/outcomes.js';
 import type { FhirRepository } from '../fhir/storage/repository.js';
 import { parseResource } from '../fhir/storage/types.js';
@@ -13,6 +13,17 @@ function prescriber(access: AccessContext): string {
   const me = access.role === 'practitioner' && access.fhirUser?.startsWith('Practitioner/') ? access.fhirUser : undefined;
   if (!me) throw errors.forbidden("Prescriptions are written by the practitioner of the patient's encounter (sign in as that practitioner)");
   return me;
+}
+
+/** Whether the practitioner is a participant of the encounter, directly or through one of their PractitionerRoles. */
+async function takesPart(system: FhirRepository, encounter: Encounter, practitioner: string): Promise<boolean> {
+  const refs = (encounter.participant ?? []).map((p) => p.individual?.reference ?? '');
+  if (refs.includes(practitioner)) return true;
+  for (const ref of refs.filter((r) => r.startsWith('PractitionerRole/'))) {
+    const role = await system.read('PractitionerRole', ref.slice(17)).then((v) => parseResource(v) as PractitionerRole).catch(() => undefined);
+    if (role?.practitioner?.reference === practitioner) return true;
+  }
+  return false;
 }
 
 /**
@@ -47,7 +58,7 @@ export function prescriptionGuard(deps: { system: FhirRepository; jobs: JobQueue
       }
       if (encounter.subject?.reference !== `Patient/${patient}`) throw errors.businessRule(`Encounter/${encounterId} is not an encounter of Patient/${patient}`, ['MedicationRequest.encounter']);
       if (encounter.status === 'cancelled' || encounter.status === 'entered-in-error') throw errors.businessRule(`Encounter/${encounterId} is ${encounter.status}: no prescription can be written in it`, ['MedicationRequest.encounter']);
-      if (!(encounter.participant ?? []).some((p) => p.individual?.reference === me)) {
+      if (!(await takesPart(deps.system, encounter, me))) {
         throw errors.forbidden(`${me} is not a participant of Encounter/${encounterId}: only the practitioner of the patient's encounter prescribes`);
       }
       if (rx.requester && rx.requester.reference !== me) throw errors.forbidden(`The requester must be the practitioner writing the prescription (${me})`);
