@@ -15,9 +15,10 @@ const PAYOR_PARAMETER: Record<string, string> = {
 /**
  * The reach of a `system/` scope of a client bound to a payor Organization: Coverage and eligibility
  * responses of that payor only (the criteria are ANDed with any granular restriction of the scope); no other
- * patient data at all, whatever its scopes say (found by no search, "not found" when read); resources outside the Patient compartment (Organization,
- * Practitioner…) as for any system client. Searches are narrowed and reads of other payors' records are
- * "not found", by the same access policy that applies these criteria (access-policy.ts).
+ * patient data at all, whatever its scopes say (found by no search, "not found" when read); resources outside
+ * the Patient compartment (Organization, Practitioner…) as for any system client. Searches are narrowed and
+ * reads of other payors' records are "not found", by the same access policy that applies these criteria
+ * (access-policy.ts).
  */
 export function payorReach(payor: string, type: string, params: [string, string][]): { params: [string, string][]; patients?: string[] } {
   const param = PAYOR_PARAMETER[type];
