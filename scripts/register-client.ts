@@ -6,6 +6,7 @@
  *   npm run register-client -- --kind public --redirect-uri https://app.example/callback --scopes "openid fhirUser launch/patient patient/*.rs"
  *   npm run register-client -- --kind confidential --redirect-uri https://ehr-app.example/cb --scopes "launch user/*.rs"
  *   npm run register-client -- --kind backend --scopes "system/Observation.rs" --jwks ./lab.json --rate-limit 100/60s:token-bucket
+ *   npm run register-client -- --kind backend --scopes "system/Coverage.rs system/CoverageEligibilityResponse.rs" --jwks ./insurer.json --payor Organization/acme-health
  * Uses the server's configuration (MONGODB_URI, MONGODB_DB, …); the client is stored in the database and
  * known to every server process at once.
  */
@@ -28,10 +29,11 @@ const { values } = parseArgs({
     'client-id': { type: 'string' },
     'launch-uri': { type: 'string' },
     'rate-limit': { type: 'string' },
+    payor: { type: 'string' },
   },
 });
 if (!values.kind || !values.scopes) {
-  console.error('usage: npm run register-client -- --kind public|confidential|backend --scopes "…" [--redirect-uri URL]… [--jwks FILE | --jwks-uri URL] [--name NAME] [--client-id ID] [--rate-limit 600/60s[:token-bucket]]');
+  console.error('usage: npm run register-client -- --kind public|confidential|backend --scopes "…" [--redirect-uri URL]… [--jwks FILE | --jwks-uri URL] [--name NAME] [--client-id ID] [--rate-limit 600/60s[:token-bucket]] [--payor Organization/ID]');
   process.exit(2);
 }
 const config = loadConfig({ ...process.env, PORT: '0', HOST: '127.0.0.1', REINDEX_WORKER: 'false', LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' });
@@ -48,10 +50,12 @@ try {
     client_id: values['client-id'],
     launch_uri: values['launch-uri'],
     rate_limit: values['rate-limit'] ? parseRateLimitOption(values['rate-limit']) : undefined,
+    payor_organization: values.payor,
   });
   console.log(`client_id: ${client.client_id}`);
   if (client.client_secret) console.log(`client_secret: ${client.client_secret}   (shown once: store it now)`);
   console.log(`allowed scopes: ${client.allowed_scopes}`);
+  if (client.payor_organization) console.log(`acts for the insurer: ${client.payor_organization} (its Coverage and CoverageEligibilityResponse only)`);
   if (client.rate_limit) console.log(`rate limit: ${JSON.stringify(client.rate_limit)}`);
 } catch (err) {
   console.error(isOperationOutcomeError(err) ? err.message : err);

@@ -5,11 +5,19 @@ import { appointmentOperations } from './scheduling/appointment-operations.js';
 import { verifyPractitionerRole } from './scheduling/verify-practitioner-role.js';
 import { generateSlotsOperation } from './scheduling/generate-slots-operation.js';
 import { reviewOperation } from './reviews/review-appointment.js';
+import type { FhirRepository } from './fhir/storage/repository.js';
+import type { PayerAdapters } from './insurance/payer-adapter.js';
+import { eligibilityOperation } from './insurance/eligibility.js';
+import { onboardingStatusOperation } from './onboarding/onboarding-operation.js';
 
 /** The services the business operations act through (built in server.ts). */
 export interface BusinessServices {
   booking: BookingService;
   ratings: PractitionerRatings;
+  /** Eligibility adapters by kind (insurance/payer-adapter.ts). */
+  payers: PayerAdapters;
+  /** The server's own repository, for what operations read on the organization's behalf. */
+  system: FhirRepository;
 }
 
 /** Every business operation of the product, each from its own module; server.ts registers them. */
@@ -19,6 +27,8 @@ export function businessOperations(services: BusinessServices): BusinessOperatio
     verifyPractitionerRole,
     generateSlotsOperation,
     reviewOperation(services),
+    eligibilityOperation(services),
+    onboardingStatusOperation(services),
   ];
 }
 

@@ -43,6 +43,14 @@ import { AppointmentNotices } from './notifications/appointment-notices.js';
 import { preferenceRoutes } from './notifications/routes.js';
 import { PractitionerRatings } from './reviews/practitioner-rating.js';
 // --- end notifications, jobs, reviews ---
+// --- insurance, onboarding, prescriptions (imports) ---
+import { GuardedRepository } from './write-guards.js';
+import { PayerAdapters } from './insurance/payer-adapter.js';
+import { LocalRulesAdapter } from './insurance/local-rules-adapter.js';
+import { coverageGuard } from './insurance/coverage-guard.js';
+import { onboardingGuard } from './onboarding/onboarding-guard.js';
+import { prescriptionGuard } from './prescriptions/prescription-guard.js';
+// --- end insurance, onboarding, prescriptions ---
 // --- rate limits (imports) ---
 import { perRequestAccess, rateLimiter } from './http/rate-limit.js';
 import type { ClientRateLimit } from './http/client-rate-limit.js';
@@ -319,9 +327,17 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const ratings = new PractitionerRatings({ repo, logger });
     await ratings.ensureDefinitions(config.ratingSearchParameter);
     // --- notifications, jobs, reviews: end ---
+    // --- insurance, onboarding, prescriptions: begin ---
+    // Coverage checks, BMI and onboarding notices, prescription rules: inside the practitioner rules, around the
+    // caller's scoped repository, so REST, Bundles and operations all go through them (write-guards.ts).
+    const guards = [coverageGuard({ system: repo }), onboardingGuard({ system: repo, jobs }), prescriptionGuard({ system: repo, jobs })];
+    const practitionerDecorate = auth.decorate;
+    auth.decorate = (scoped, access) => practitionerDecorate!(new GuardedRepository(scoped, access, guards), access);
+    const payers = new PayerAdapters([new LocalRulesAdapter()]);
+    // --- insurance, onboarding, prescriptions: end ---
     // Business operations register themselves (each module's own list); the REST layer serves them and the
     // CapabilityStatement and OperationDefinitions describe them from the same registry.
-    const operations = new OperationRegistry().register(...businessOperations({ booking, ratings }));
+    const operations = new OperationRegistry().register(...businessOperations({ booking, ratings, payers, system: repo }));
     const fhirRoutes = serverRoutes(operations.list());
     await publishOperationDefinitions(repo, operations);
     const fhir = new Router({ prefix: FHIR_MOUNT });

@@ -65,7 +65,7 @@ describe('R4 base validation', () => {
 describe('product profiles in profiles/', () => {
   it('loads every profile with a snapshot derived from its base', () => {
     const urls = loadProfiles().map((p) => p.url);
-    expect(urls.sort()).toEqual([`${P}medivoy-appointment`, `${P}medivoy-patient`, `${P}medivoy-practitioner`]);
+    expect(urls.sort()).toEqual([`${P}medivoy-appointment`, `${P}medivoy-medicationrequest`, `${P}medivoy-patient`, `${P}medivoy-practitioner`]);
   });
 
   it('medivoy-patient requires name and birthDate', () => {

@@ -5,6 +5,7 @@ import type { SearchRestriction } from '../fhir/search/engine.js';
 import type { FhirRepository } from '../fhir/storage/repository.js';
 import type { LinkCache } from './link-cache.js';
 import type { Permission, ResourceScope } from './smart-scopes.js';
+import { payorReach } from './payor-binding.js';
 
 export type AccountKind = 'patient' | 'practitioner' | 'hospital-admin' | 'system-admin';
 
@@ -22,6 +23,8 @@ export interface AccessContext {
   fhirUser?: string;
   role?: AccountKind;
   organization?: string;
+  /** Backend clients registered for an insurer: the payor `Organization/…` their system/ scopes are confined to. */
+  payor?: string;
 }
 
 /**
@@ -107,7 +110,7 @@ export class AccessPolicy {
   /** History spanning many resources cannot be filtered per patient without leaking counts. */
   requireUnconfined(type: string | undefined): void {
     const scopes = type ? this.scopesFor(type, 's') : this.access.scopes.filter((s) => s.type === '*' && s.permissions.has('s'));
-    const free = scopes.some((s) => !s.query.length && (s.context === 'system' || (s.context === 'user' && this.access.role === 'system-admin')));
+    const free = !this.access.payor && scopes.some((s) => !s.query.length && (s.context === 'system' || (s.context === 'user' && this.access.role === 'system-admin')));
     if (!free) throw errors.forbidden(`History across ${type ?? 'all types'} needs system/ or administrator access; use instance history or search instead`);
   }
 
@@ -117,7 +120,7 @@ export class AccessPolicy {
 
   private async reach(scope: ResourceScope, type: string): Promise<Reach> {
     const params = scope.query;
-    if (scope.context === 'system') return { params };
+    if (scope.context === 'system') return this.access.payor ? payorReach(this.access.payor, type, params) : { params };
     if (scope.context === 'patient') {
       if (!this.access.patient) throw errors.forbidden('patient/ scopes need a patient in the launch context');
       return { patients: [this.access.patient], params, writeAnchors: [`Patient/${this.access.patient}`] };

@@ -59,6 +59,12 @@ export async function resolveAccessToken(
     role: account?.kind,
     organization: account?.organization,
   };
+  // A backend client registered for an insurer sees only that payor's insurance records (payor-binding.ts).
+  if (!token.accountId) {
+    const client = await provider.Client.find(token.clientId);
+    const payor = (client as unknown as { payor_organization?: unknown } | undefined)?.payor_organization;
+    if (typeof payor === 'string') access.payor = payor;
+  }
   return { access, token: value, grantId: token.grantId, expiresAt: (token.exp ?? 0) * 1000 };
 }
 

@@ -6,6 +6,7 @@ import { mongoAdapterFactory } from './oidc-adapter.js';
 import { CONTEXT_SCOPES, parseResourceScope, scopeWithin } from './smart-scopes.js';
 import type { LaunchContexts } from './launch-contexts.js';
 import type { AccountDirectory } from './accounts-port.js';
+import { PAYOR_REFERENCE } from './payor-binding.js';
 import { smartRefusals, smartTokens } from '../infra/metrics.js';
 
 export interface ProviderOptions {
@@ -63,8 +64,9 @@ export async function createProvider(o: ProviderOptions): Promise<{ provider: Pr
     clientAuthMethods: ['none', 'client_secret_basic', 'client_secret_post', 'private_key_jwt'],
     enabledJWA: { clientAuthSigningAlgValues: ['RS384', 'ES384', 'RS256', 'ES256', 'PS384'] },
     extraClientMetadata: {
-      properties: ['allowed_scopes', 'launch_uri', 'rate_limit'],
+      properties: ['allowed_scopes', 'launch_uri', 'rate_limit', 'payor_organization'],
       validator(_ctx, key, value) {
+        if (key === 'payor_organization' && value !== undefined && (typeof value !== 'string' || !PAYOR_REFERENCE.test(value))) throw new oidcErrors.InvalidClientMetadata('payor_organization must be Organization/[id]');
         if (key === 'allowed_scopes' && value !== undefined && typeof value !== 'string') throw new oidcErrors.InvalidClientMetadata('allowed_scopes must be a space-separated string');
       },
     },

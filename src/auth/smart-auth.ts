@@ -21,6 +21,7 @@ import { createProvider } from './provider.js';
 import { ScopedRepository, type WriteRules } from './scoped-repository.js';
 import { smartConfiguration } from './smart-configuration.js';
 import { isGrantableScope } from './smart-scopes.js';
+import { PAYOR_REFERENCE } from './payor-binding.js';
 import { parseClientRateLimit, type ClientRateLimit } from '../http/client-rate-limit.js';
 
 export interface SmartAuthOptions {
@@ -45,6 +46,8 @@ export interface ClientRegistration {
   launch_uri?: string;
   /** This client's request limit (http/rate-limit.ts); absent: the server's RATE_LIMIT_* defaults. */
   rate_limit?: ClientRateLimit;
+  /** Backend clients of an insurer: `Organization/[id]` of the payor whose Coverage alone they reach (payor-binding.ts). */
+  payor_organization?: string;
 }
 
 /**
@@ -179,6 +182,16 @@ export class SmartAuth {
     const clientId = r.client_id ?? `mvy-${randomBytes(9).toString('base64url')}`;
     const metadata: Record<string, unknown> = { client_id: clientId, allowed_scopes: scopes.join(' '), ...(r.client_name ? { client_name: r.client_name } : {}) };
     if (r.rate_limit !== undefined) metadata.rate_limit = parseClientRateLimit(r.rate_limit);
+    if (r.payor_organization !== undefined) {
+      if (r.kind !== 'backend') throw errors.badRequest('payor_organization binds backend services clients only');
+      if (typeof r.payor_organization !== 'string' || !PAYOR_REFERENCE.test(r.payor_organization)) throw errors.badRequest('payor_organization must be Organization/[id]');
+      const [, id] = r.payor_organization.split('/');
+      await this.o.repo.read('Organization', id!).catch((err) => {
+        if ((err as { status?: number }).status === 404 || (err as { status?: number }).status === 410) throw errors.badRequest(`payor_organization ${r.payor_organization} is not a known Organization`);
+        throw err;
+      });
+      metadata.payor_organization = r.payor_organization;
+    }
     if (r.kind === 'backend') {
       if (scopes.some((s) => /^(patient|user)\//.test(s))) throw errors.badRequest('backend services clients take system/ scopes');
       Object.assign(metadata, { token_endpoint_auth_method: 'private_key_jwt', grant_types: ['client_credentials'], response_types: [], redirect_uris: [] });

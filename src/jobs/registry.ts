@@ -5,6 +5,8 @@ import { reminderJob } from '../notifications/reminders.js';
 import { noticeJob } from '../notifications/appointment-notices.js';
 import { markNoShows } from '../scheduling/mark-no-shows.js';
 import type { JobDefinition } from './job-queue.js';
+import { onboardingJob } from '../onboarding/onboarding-notices.js';
+import { prescriptionNoticeJob } from '../prescriptions/prescription-notice.js';
 
 export const NO_SHOW_JOB = 'mark-no-shows';
 
@@ -31,6 +33,8 @@ export function jobDefinitions(deps: RegistryDeps, extra: JobDefinition[] = []):
         if (marked.length) deps.logger.info({ count: marked.length }, 'appointments marked no-show');
       },
     },
+    onboardingJob(deps),
+    prescriptionNoticeJob(deps),
     ...extra,
   ];
 }

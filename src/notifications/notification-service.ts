@@ -4,6 +4,7 @@ import type { Mailer } from '../infra/mailer.js';
 import type { FhirRepository } from '../fhir/storage/repository.js';
 import { appointmentEmail, appointmentLines, type AppointmentMailKind } from './appointment-templates.js';
 import type { Channel, NotificationStore } from './notification-store.js';
+import type { RenderedEmail } from './templates.js';
 
 /** SMS provider port. None is wired yet: messages for this channel are reported `unavailable`, not faked. */
 export interface SmsGateway {
@@ -123,6 +124,28 @@ export class NotificationService {
     }
     if (failures.length) throw failures[0];
     return out;
+  }
+
+  /**
+   * One e-mail to a patient (or practitioner) under a delivery key, at most once ever: the ledger claim is
+   * taken before sending and released when sending fails, so a retried job sends what is missing and a
+   * second trigger (the same key) sends nothing. Honours the recipient's e-mail preference.
+   */
+  async emailOnce(recipient: string, key: string, mail: (person: Resource | undefined) => RenderedEmail | Promise<RenderedEmail>): Promise<Delivery['status']> {
+    const prefs = await this.deps.store.forRecipient(recipient);
+    if (!prefs.email) return 'off';
+    const person = await this.readOptional(recipient);
+    const to = (person as { telecom?: ContactPoint[] } | undefined)?.telecom?.find((t) => t.system === 'email')?.value;
+    if (!to) return 'no-address';
+    const ledgerKey = `${key}|${recipient}|email`;
+    if (!(await this.deps.store.claim(ledgerKey))) return 'already-sent';
+    try {
+      await this.deps.mailer.send({ to, ...(await mail(person)) });
+    } catch (err) {
+      await this.deps.store.release(ledgerKey);
+      throw err;
+    }
+    return 'sent';
   }
 
   /** A channel the user chose that has no provider: said in the log once, and reported, never faked. */
