@@ -9,6 +9,7 @@ import type { FhirRepository } from './fhir/storage/repository.js';
 import type { PayerAdapters } from './insurance/payer-adapter.js';
 import { eligibilityOperation } from './insurance/eligibility.js';
 import { onboardingStatusOperation } from './onboarding/onboarding-operation.js';
+import { subscriptionOperations, type SubscriptionOperationPorts } from './subscriptions/operations.js';
 
 /** The services the business operations act through (built in server.ts). */
 export interface BusinessServices {
@@ -18,6 +19,8 @@ export interface BusinessServices {
   payers: PayerAdapters;
   /** The server's own repository, for what operations read on the organization's behalf. */
   system: FhirRepository;
+  /** Subscription events and status ($status, $events). */
+  subscriptions: SubscriptionOperationPorts;
 }
 
 /** Every business operation of the product, each from its own module; server.ts registers them. */
@@ -29,6 +32,7 @@ export function businessOperations(services: BusinessServices): BusinessOperatio
     reviewOperation(services),
     eligibilityOperation(services),
     onboardingStatusOperation(services),
+    ...subscriptionOperations(() => services.subscriptions),
   ];
 }
 

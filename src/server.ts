@@ -75,6 +75,7 @@ import { loadProfiles } from './fhir/validation/profiles.js';
 import type { FhirRepository } from './fhir/storage/repository.js';
 import { SideWriteHooks } from './fhir/storage/side-writes.js';
 import { InProcessResourceCache, RedisResourceCache } from './infra/resource-cache.js';
+import { Subscriptions } from './subscriptions/service.js';
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import type { Db } from 'mongodb';
 
@@ -113,6 +114,8 @@ export interface RunningServer {
   jobs: Jobs;
   reminders: Reminders;
   notifications: NotificationService;
+  /** Subscriptions: outbox, fan-out and delivery (src/subscriptions/). */
+  subscriptions: Subscriptions;
   close(): Promise<void>;
 }
 
@@ -183,6 +186,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let jobs: Jobs | undefined;
   let metricsListener: { url: string; close(): Promise<void> } | undefined;
   let accessCache: AccessContextCache | undefined;
+  let subscriptions: Subscriptions | undefined;
   try {
     const storage = createCollections(mongo.db, mongo.isFerretDB, config.ferretdbPostgresUrl, logger);
     pgIndexes = storage.pgIndexes;
@@ -307,6 +311,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     // scoped repository, so REST, Bundles and operations cannot skip them; the ports serve $verify/$generate-slots.
     auth.decorate = (scoped, access) => new PractitionerWrites(scoped, access, { system: repo, notify: (to, mail) => accounts.notify(to, mail) });
     // --- scheduling/practitioners: end ---
+    // --- subscriptions: begin (outbox hook on every write; Subscription writes checked and owned; loops start once listening) ---
+    const subs = (subscriptions = new Subscriptions({
+      db: mongo.db, repo, sideWrites, registry, indexer, mailer, emailAvailable: !!config.smtpUrl, links: auth.linkCache, logger,
+      baseUrl: () => `${publicBase}${FHIR_MOUNT}`, config: config.subscriptions,
+    }));
+    const practitionerDecorate = auth.decorate;
+    auth.decorate = (scoped, access) => subs.decorate(practitionerDecorate ? practitionerDecorate(scoped, access) : scoped, access);
+    // --- subscriptions: end ---
     // --- notifications, jobs, reviews: begin ---
     // Notices go out on the channels each user chose (preferences at /auth/preferences); reminders, booking
     // notices and no-show marking run as durable jobs in any process, each once (jobs/job-runner.ts says why not agenda). Jobs and the rating recompute
@@ -331,13 +343,15 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     // Coverage checks, BMI and onboarding notices, prescription rules: inside the practitioner rules, around the
     // caller's scoped repository, so REST, Bundles and operations all go through them (write-guards.ts).
     const guards = [coverageGuard({ system: repo }), onboardingGuard({ system: repo, jobs }), prescriptionGuard({ system: repo, jobs })];
-    const practitionerDecorate = auth.decorate;
-    auth.decorate = (scoped, access) => practitionerDecorate!(new GuardedRepository(scoped, access, guards), access);
+    const innerDecorate = auth.decorate;
+    auth.decorate = (scoped, access) => innerDecorate!(new GuardedRepository(scoped, access, guards), access);
     const payers = new PayerAdapters([new LocalRulesAdapter()]);
     // --- insurance, onboarding, prescriptions: end ---
     // Business operations register themselves (each module's own list); the REST layer serves them and the
     // CapabilityStatement and OperationDefinitions describe them from the same registry.
-    const operations = new OperationRegistry().register(...businessOperations({ booking, ratings, payers, system: repo }));
+    const operations = new OperationRegistry().register(
+      ...businessOperations({ booking, ratings, payers, system: repo, subscriptions: subs }),
+    );
     const fhirRoutes = serverRoutes(operations.list());
     await publishOperationDefinitions(repo, operations);
     const fhir = new Router({ prefix: FHIR_MOUNT });
@@ -386,6 +400,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     if (!config.baseUrl) publicBase = `http://${config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : addr.address}:${addr.port}`;
     app.keys = await auth.start(publicBase, FHIR_MOUNT); // the provider's cookies are the mounting app's
     capability = runtimeCapabilityStatement({ baseUrl: `${publicBase}${FHIR_MOUNT}`, version: VERSION, startedAt, issuer: auth.issuer });
+    await subs.start();
     started = true;
     // `runtime` tells an operator whether this is the compiled build (npm start) or the TypeScript sources (npm run dev).
     const runtime = import.meta.url.endsWith('.js') ? 'compiled' : 'source';
@@ -394,10 +409,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const store = kv;
     const mail = mailer;
     return {
-      server, url, metricsUrl: metricsListener?.url, mongo, kv: store, repo, sideWrites, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications,
+      server, url, metricsUrl: metricsListener?.url, mongo, kv: store, repo, sideWrites, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications, subscriptions: subs,
       async close() {
         clearInterval(holdSweep);
         await drain(server, config.shutdownTimeoutMs);
+        await subs.stop();
         await metricsListener?.close();
         await accessCache?.stop();
         await jobs!.close(config.shutdownTimeoutMs); // running jobs finish while mail and MongoDB are still open
@@ -411,6 +427,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     };
   } catch (err) {
     clearInterval(holdSweep);
+    await subscriptions?.stop().catch(() => undefined);
     await metricsListener?.close().catch(() => undefined);
     await jobs?.close(1000).catch(() => undefined);
     await mailer?.close().catch(() => undefined);

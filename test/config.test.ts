@@ -58,7 +58,17 @@ describe('loadConfig', () => {
       passwordResetTtlMs: 1800 * 1000,
       passwordResetUrl: undefined,
       rateLimits: { enabled: true, algorithm: 'sliding-window', windowMs: 60_000, perClient: 600, perUser: 300, perIp: 1200, signInPerIp: 60 },
+      subscriptions: { enabled: true, endpointAllowlist: [], retryMs: 24 * 3600_000, backoffBaseMs: 5000, backoffMaxMs: 15 * 60_000, pollMs: 1000, leaseMs: 60_000, defaultTimeoutSeconds: 10, propagationMs: 10_000 },
     });
+  });
+
+  it('reads subscription settings (retry period in hours, allow-list) and refuses bad ones by name', () => {
+    expect(loadConfig({ SUBSCRIPTION_RETRY_HOURS: '0.5', SUBSCRIPTION_ENDPOINT_ALLOWLIST: 'hooks.example.org, *.lab.example,10.0.0.0/8' }).subscriptions)
+      .toMatchObject({ retryMs: 1_800_000, endpointAllowlist: ['hooks.example.org', '*.lab.example', '10.0.0.0/8'] });
+    const problems = configError({ SUBSCRIPTION_RETRY_HOURS: 'soon', SUBSCRIPTION_ENDPOINT_ALLOWLIST: 'a/b', SUBSCRIPTION_LEASE_MS: '5000' }).problems.join();
+    expect(problems).toMatch(/SUBSCRIPTION_RETRY_HOURS/);
+    expect(problems).toMatch(/SUBSCRIPTION_ENDPOINT_ALLOWLIST/);
+    expect(problems).toMatch(/SUBSCRIPTION_LEASE_MS/);
   });
 
   it('reads rate limits, with out-of-reach defaults under NODE_ENV=test, and refuses bad ones by name', () => {

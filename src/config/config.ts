@@ -60,6 +60,8 @@ export interface Config {
   cancellationCutoffMs: number;
   /** Run due background jobs (reminders, notices, no-show marking) in this process; any number of processes may. */
   jobsEnabled: boolean;
+  /** Subscriptions (src/subscriptions/service.ts). */
+  subscriptions: import('../subscriptions/service.js').SubscriptionConfig;
   /** How often a process looks for due jobs. */
   jobsPollMs: number;
   /** Appointment reminders go out this long before the start, one per offset (REMINDER_OFFSETS, e.g. 24h,2h,30m). */
@@ -253,6 +255,27 @@ export function loadConfig(env: Env = process.env): Config {
   };
   // --- rate limits: end ---
 
+  // --- subscriptions: begin ---
+  const hours = env.SUBSCRIPTION_RETRY_HOURS ? Number(env.SUBSCRIPTION_RETRY_HOURS) : 24;
+  if (!Number.isFinite(hours) || hours <= 0 || hours > 24 * 30) problems.push(`SUBSCRIPTION_RETRY_HOURS=${JSON.stringify(env.SUBSCRIPTION_RETRY_HOURS)} must be a number of hours above 0 (e.g. 24 or 0.5)`);
+  const subscriptions = {
+    enabled: oneOf('SUBSCRIPTIONS_WORKER', ['true', 'false'] as const, 'true') === 'true',
+    endpointAllowlist: (env.SUBSCRIPTION_ENDPOINT_ALLOWLIST ?? '').split(',').map((x) => x.trim()).filter(Boolean),
+    retryMs: Math.round(hours * 3_600_000),
+    backoffBaseMs: int('SUBSCRIPTION_BACKOFF_BASE_MS', 5_000, 10, 3_600_000),
+    backoffMaxMs: int('SUBSCRIPTION_BACKOFF_MAX_MS', 15 * 60_000, 10, 24 * 3_600_000),
+    pollMs: int('SUBSCRIPTION_POLL_MS', 1_000, 20, 600_000),
+    leaseMs: int('SUBSCRIPTION_LEASE_MS', 60_000, 1_000, 3_600_000),
+    defaultTimeoutSeconds: int('SUBSCRIPTION_TIMEOUT_SECONDS', 10, 1, 120),
+    propagationMs: int('SUBSCRIPTION_PROPAGATION_MS', 10_000, 500, 600_000),
+  };
+  for (const entry of subscriptions.endpointAllowlist) {
+    if (entry.includes('/') && !/^[0-9a-fA-F.:]+\/\d{1,3}$/.test(entry)) problems.push(`SUBSCRIPTION_ENDPOINT_ALLOWLIST: '${entry}' is not a host, *.domain, IP address or CIDR range`);
+  }
+  if (subscriptions.propagationMs < 2 * subscriptions.pollMs + 500) problems.push('SUBSCRIPTION_PROPAGATION_MS must be at least twice SUBSCRIPTION_POLL_MS plus half a second');
+  if (subscriptions.defaultTimeoutSeconds * 1000 * 2 + 4_000 > subscriptions.leaseMs) problems.push('SUBSCRIPTION_LEASE_MS must exceed twice SUBSCRIPTION_TIMEOUT_SECONDS plus 4 seconds');
+  // --- subscriptions: end ---
+
   if (problems.length) throw new ConfigError(problems);
   return {
     nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, mongodbConnectTimeoutMs, metricsListen, accessCacheMs, resourceCacheMs, redisUrl, logLevel, maxBodySize, corsOrigins,
@@ -261,6 +284,6 @@ export function loadConfig(env: Env = process.env): Config {
     holdMs, bookingHorizonDays, cancellationCutoffMs,
     jobsEnabled, jobsPollMs, reminderOffsetsMs, noShowGraceMinutes, ratingSearchParameter,
     smtpUrl, mailFrom, authMaxFailures, authMaxFailuresPerIp, authLockoutMs, passwordResetTtlMs, passwordResetUrl,
-    rateLimits,
+    rateLimits, subscriptions,
   };
 }
