@@ -63,6 +63,7 @@ import { businessOperations } from './business-operations.js';
 import { runtimeCapabilityStatement } from './fhir/capability.js';
 import { Collections } from './fhir/storage/mongo/documents.js';
 import { CursorCodec } from './fhir/storage/mongo/cursor.js';
+import { PendingRollbacks } from './fhir/storage/mongo/pending-rollbacks.js';
 import { MongoRepository } from './fhir/storage/mongo/mongo-repository.js';
 import { SearchParameterRegistry } from './fhir/search/parameters.js';
 import { ResourceIndexer } from './fhir/search/indexer.js';
@@ -177,7 +178,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   const startedAt = new Date();
   loadDefinitions();
   loadProfiles();
-  const mongo = await initMongo({ uri: config.mongodbUri, dbName: config.mongodbDb, logger, connectTimeoutMs: config.mongodbConnectTimeoutMs });
+  const mongo = await initMongo({ uri: config.mongodbUri, dbName: config.mongodbDb, logger, connectTimeoutMs: config.mongodbConnectTimeoutMs, operationWaitMs: config.mongodbOperationWaitMs });
   let kv: KeyValueStore | undefined;
   let pgIndexes: FerretPostgresIndexes | undefined;
   let custom: CustomSearchParameters | undefined;
@@ -219,7 +220,13 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const redis = kv.redisClient();
     const resourceCache = config.resourceCacheMs <= 0 ? undefined
       : redis ? new RedisResourceCache(redis, config.mongodbDb, config.resourceCacheMs, logger) : new InProcessResourceCache(config.resourceCacheMs);
+    // --- faults: begin (transaction rollbacks a database outage interrupted are retried until done) ---
+    const pendingRollbacks = new PendingRollbacks((err, attempt) => {
+      if (attempt % 10 === 0) logger.warn({ reason: err instanceof Error ? err.message.split('\n')[0] : String(err), attempt }, 'undoing an interrupted transaction Bundle failed; retrying');
+    });
+    // --- faults: end ---
     const repo = new MongoRepository({
+      pendingRollbacks,
       sideWrites,
       cache: resourceCache,
       client: mongo.client,
@@ -253,6 +260,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         redis: () => kv!.ping(),
       },
       started: () => started,
+      // --- faults: begin ---
+      pending: () => (pendingRollbacks.count ? [`${pendingRollbacks.count} transaction Bundle(s) interrupted by a database outage are still being undone`] : []),
+      // --- faults: end ---
     });
     app.use(health.routes());
     // --- api docs: begin (/openapi.json from the CapabilityStatement and the registry, /api-docs; no token needed) ---
@@ -413,6 +423,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       async close() {
         clearInterval(holdSweep);
         await drain(server, config.shutdownTimeoutMs);
+        pendingRollbacks.close();
         await subs.stop();
         await metricsListener?.close();
         await accessCache?.stop();

@@ -20,6 +20,10 @@ export interface Config {
   accessCacheMs: number;
   /** How long start-up waits for the database before giving up with a message. */
   mongodbConnectTimeoutMs: number;
+  // --- faults: begin ---
+  /** How long a request waits for a database that stopped answering before it is answered 503. */
+  mongodbOperationWaitMs: number;
+  // --- faults: end ---
   /** Unset: in-process fallbacks for cache and rate limits. */
   redisUrl: string | undefined;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
@@ -170,6 +174,9 @@ export function loadConfig(env: Env = process.env): Config {
   }
   const mongodbDb = env.MONGODB_DB || 'medivoy';
   const mongodbConnectTimeoutMs = int('MONGODB_CONNECT_TIMEOUT_MS', 30_000, 100, 600_000);
+  // --- faults: begin ---
+  const mongodbOperationWaitMs = int('MONGODB_OPERATION_WAIT_MS', 5_000, 100, 600_000);
+  // --- faults: end ---
   const accessCacheMs = int('ACCESS_CACHE_SECONDS', 30, 0, 300) * 1000;
   const resourceCacheMs = int('RESOURCE_CACHE_SECONDS', 300, 0, 86400) * 1000;
   let metricsListen: Config['metricsListen'];
@@ -278,7 +285,7 @@ export function loadConfig(env: Env = process.env): Config {
 
   if (problems.length) throw new ConfigError(problems);
   return {
-    nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, mongodbConnectTimeoutMs, metricsListen, accessCacheMs, resourceCacheMs, redisUrl, logLevel, maxBodySize, corsOrigins,
+    nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, mongodbConnectTimeoutMs, mongodbOperationWaitMs, metricsListen, accessCacheMs, resourceCacheMs, redisUrl, logLevel, maxBodySize, corsOrigins,
     searchDefaultCount, searchMaxCount, maxBundleEntries, shutdownTimeoutMs, idempotencyTtlMs,
     searchCursorTtlMs, searchMaxIncludes, ferretdbPostgresUrl, ferretdbSqlSearch, reindexWorker, reindexPollMs, reindexBatchSize,
     holdMs, bookingHorizonDays, cancellationCutoffMs,

@@ -57,7 +57,9 @@ export const errors = {
   tooLarge: (text: string) => fail(413, 'too-costly', text),
   tooManyRequests: (text: string, retryAfterSeconds: number) =>
     new OperationOutcomeError(429, outcome([issue('error', 'throttled', text)]), { 'Retry-After': String(retryAfterSeconds) }),
-  unavailable: (text: string) => fail(503, 'transient', text),
+  /** 503 `transient` with Retry-After: a dependency (database, Redis, the authorization server) is not answering. */
+  unavailable: (text: string, retryAfterSeconds = 5) =>
+    new OperationOutcomeError(503, outcome([issue('error', 'transient', text)]), { 'Retry-After': String(retryAfterSeconds) }),
   internal: (requestId: string) => fail(500, 'exception', `Internal server error (request id ${requestId})`),
 };
 

@@ -7,6 +7,8 @@ export interface HealthDeps {
   checks: Record<string, () => Promise<boolean>>;
   /** True once start-up finished: indexes of the stored types ensured, search parameters loaded, operations published. */
   started: () => boolean;
+  /** Reasons not to take traffic yet besides the checks (e.g. interrupted writes still being undone). */
+  pending?: () => string[];
 }
 
 /**
@@ -35,6 +37,7 @@ export function healthRouter(deps: HealthDeps): Router {
     const started = deps.started();
     const down = Object.entries(results).filter(([, s]) => s === 'down').map(([name]) => `${name} is not reachable`);
     if (!started) down.unshift('start-up is not complete');
+    down.push(...(deps.pending?.() ?? []));
     const ready = down.length === 0;
     ctx.status = ready ? 200 : 503;
     if (!ready) ctx.set('Retry-After', '5');

@@ -19,7 +19,7 @@ export interface MongoHandle {
  * Connects to MONGODB_URI, or starts an embedded single-node replica set when none is given.
  * Transaction support is probed, not inferred: FerretDB can be told a replica-set name yet has no transactions.
  */
-export async function initMongo(opts: { uri?: string; dbName: string; logger: Logger; connectTimeoutMs?: number }): Promise<MongoHandle> {
+export async function initMongo(opts: { uri?: string; dbName: string; logger: Logger; connectTimeoutMs?: number; /** How long an operation waits for an unreachable database (then fails, and the request gets 503). */ operationWaitMs?: number }): Promise<MongoHandle> {
   let uri = opts.uri;
   let stopEmbedded: (() => Promise<unknown>) | undefined;
   if (!uri) {
@@ -40,24 +40,34 @@ export async function initMongo(opts: { uri?: string; dbName: string; logger: Lo
     uri = replSet.getUri();
     stopEmbedded = () => replSet.stop();
   }
-  const client = new MongoClient(uri, { maxPoolSize: 50, ignoreUndefined: true, serverSelectionTimeoutMS: opts.connectTimeoutMs ?? 30_000, monitorCommands: true });
-  // Every round trip counted and timed for /metrics (the driver's command monitoring costs a callback each).
-  client.on('commandSucceeded', (e) => {
-    dbCommands.inc({ command: e.commandName, outcome: 'ok' });
-    dbDuration.observe({ command: e.commandName }, e.duration / 1000);
-  });
-  client.on('commandFailed', (e) => {
-    dbCommands.inc({ command: e.commandName, outcome: 'error' });
-    dbDuration.observe({ command: e.commandName }, e.duration / 1000);
-  });
-  try {
-    await client.connect();
-  } catch (err) {
-    await client.close().catch(() => undefined);
-    await stopEmbedded?.().catch(() => undefined);
-    throw new StartupError(
-      `Cannot connect to the database at ${redactUri(uri)} (${shortReason(err)}): start MongoDB (a replica set) or FerretDB there, or set MONGODB_URI to where it runs.`,
-    );
+  // Requests wait at most `operationWaitMs` for a database that stopped answering (then 503), while start-up
+  // keeps trying for the whole `connectTimeoutMs`.
+  const connectTimeoutMs = opts.connectTimeoutMs ?? 30_000;
+  const waitMs = Math.min(opts.operationWaitMs ?? 5_000, connectTimeoutMs);
+  const deadline = Date.now() + connectTimeoutMs;
+  let client: MongoClient;
+  for (;;) {
+    client = new MongoClient(uri, { maxPoolSize: 50, ignoreUndefined: true, serverSelectionTimeoutMS: Math.max(100, Math.min(waitMs, deadline - Date.now())), monitorCommands: true });
+    // Every round trip counted and timed for /metrics (the driver's command monitoring costs a callback each).
+    client.on('commandSucceeded', (e) => {
+      dbCommands.inc({ command: e.commandName, outcome: 'ok' });
+      dbDuration.observe({ command: e.commandName }, e.duration / 1000);
+    });
+    client.on('commandFailed', (e) => {
+      dbCommands.inc({ command: e.commandName, outcome: 'error' });
+      dbDuration.observe({ command: e.commandName }, e.duration / 1000);
+    });
+    try {
+      await client.connect();
+      break;
+    } catch (err) {
+      await client.close().catch(() => undefined);
+      if (Date.now() < deadline - 100 && !/auth/i.test(shortReason(err))) continue;
+      await stopEmbedded?.().catch(() => undefined);
+      throw new StartupError(
+        `Cannot connect to the database at ${redactUri(uri)} (${shortReason(err)}): start MongoDB (a replica set) or FerretDB there, or set MONGODB_URI to where it runs.`,
+      );
+    }
   }
   const db = client.db(opts.dbName);
   const buildInfo = await db.admin().command({ buildInfo: 1 }).catch(() => ({} as Record<string, unknown>));

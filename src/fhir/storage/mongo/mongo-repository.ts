@@ -16,6 +16,7 @@ import type { CursorCodec } from './cursor.js';
 import type { SideWriteHooks } from '../side-writes.js';
 import type { ResourceCache } from '../resource-cache.js';
 import { insertSideWrites, removeSideWrites } from './side-write-store.js';
+import type { PendingRollbacks } from './pending-rollbacks.js';
 
 export interface MongoRepositoryDeps {
   client: MongoClient;
@@ -35,6 +36,8 @@ export interface MongoRepositoryDeps {
   sideWrites?: SideWriteHooks;
   /** Current versions for read and vread, invalidated after every committed write (see resource-cache.ts). */
   cache?: ResourceCache;
+  /** Where a rollback interrupted by a database outage is retried until done (engines without transactions). */
+  pendingRollbacks?: PendingRollbacks;
 }
 
 /** How often a write without If-Match retries after losing a race to another writer. */
@@ -81,12 +84,24 @@ export class MongoRepository implements FhirRepository {
       await uow.flush();
       return result;
     } catch (err) {
-      await uow.rollback();
+      try {
+        await uow.rollback();
+      } catch (rollbackErr) {
+        // The database went away in the middle: undo the rest once it is back (the client gets the error, a 503).
+        const pending = this.deps.pendingRollbacks;
+        if (!pending) throw rollbackErr;
+        pending.add(async () => {
+          await uow.rollback();
+          await this.deps.cache?.invalidate(uow.cacheKeys);
+          await uow.releaseLocks().catch(() => undefined); // locks expire anyway
+        });
+      }
       throw err;
     } finally {
       // Also after a rollback: a reader may have cached a version that was undone (read uncommitted).
       await this.deps.cache?.invalidate(uow.cacheKeys);
-      await uow.releaseLocks();
+      // A lock that cannot be released (the database is gone) expires after its lease; the outcome stands.
+      await uow.releaseLocks().catch(() => undefined);
     }
   }
 

@@ -62,9 +62,14 @@ export class UnitOfWork {
 
   /** Undoes every version written by this unit, newest first (no-op when a session's abort does it). */
   async rollback(): Promise<void> {
-    for (const { doc, previous } of this.written.reverse()) await undoVersion(this.c, doc, previous);
-    this.written.length = 0;
-    await removeSideWrites(this.c.database, this.sides.splice(0));
+    // Each undo is forgotten only once done, so a rollback interrupted by a database outage can be run
+    // again (see PendingRollbacks) and continues where it stopped; undoing a version twice is harmless.
+    for (let w = this.written.at(-1); w; w = this.written.at(-1)) {
+      await undoVersion(this.c, w.doc, w.previous);
+      this.written.pop();
+    }
+    await removeSideWrites(this.c.database, this.sides);
+    this.sides.length = 0;
   }
 
   async releaseLocks(): Promise<void> {
