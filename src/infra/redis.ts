@@ -54,6 +54,14 @@ export async function initRedis(opts: { url?: string; logger: Logger }): Promise
   return new RedisStore(client);
 }
 
+/** Redis is not connected (it went away and the client is reconnecting): the caller fails open or closed at once. */
+export class RedisUnavailableError extends Error {
+  constructor(status: string) {
+    super(`redis is ${status}`);
+    this.name = 'RedisUnavailableError';
+  }
+}
+
 class RedisStore implements KeyValueStore {
   readonly kind = 'redis' as const;
   /** A subscribed Redis connection can only listen, so pub/sub gets a connection of its own, opened on first use. */
@@ -83,33 +91,46 @@ class RedisStore implements KeyValueStore {
       set!.delete(onMessage);
     };
   }
-  get(key: string) {
+  /**
+   * No command waits in the offline queue while Redis is away: a sign-in, an idempotent POST or a rate-limit
+   * check must learn at once that Redis is down (the queue holds a command over several reconnection attempts,
+   * seconds each), so that each caller fails closed or open without making the client wait.
+   */
+  private ready(): void {
+    if (this.client.status !== 'ready') throw new RedisUnavailableError(this.client.status);
+  }
+  async get(key: string) {
+    this.ready();
     return this.client.get(key);
   }
   async set(key: string, value: string, ttlMs: number, onlyIfAbsent = false) {
+    this.ready();
     const res = onlyIfAbsent
       ? await this.client.set(key, value, 'PX', ttlMs, 'NX')
       : await this.client.set(key, value, 'PX', ttlMs);
     return res === 'OK';
   }
   async incr(key: string, ttlMs: number) {
+    this.ready();
     const replies = (await this.client.multi().incr(key).pexpire(key, ttlMs, 'NX').pttl(key).exec()) ?? [];
     const value = Number(replies[0]?.[1] ?? 0);
     const ttl = Number(replies[2]?.[1] ?? ttlMs);
     return { value, ttlMs: ttl };
   }
   async del(key: string) {
+    this.ready();
     await this.client.del(key);
   }
   async rateLimit(rules: LimitRule[], member: string) {
     // No offline queue for limits: a request must not wait for reconnection attempts to learn its fate.
-    if (this.client.status !== 'ready') throw new Error(`redis is ${this.client.status}`);
+    this.ready();
     const { keys, args } = luaArgs(rules, member);
     const reply = await (this.client as unknown as { medivoyRateLimit(n: number, ...a: (string | number)[]): Promise<unknown> }).medivoyRateLimit(keys.length, ...keys, ...args);
     return fromLuaReply(rules, reply);
   }
   async ping() {
     try {
+      if (this.client.status !== 'ready') return false;
       return (await this.client.ping()) === 'PONG';
     } catch {
       return false;

@@ -26,6 +26,7 @@ export function isDependencyUnavailable(err: unknown, depth = 0): boolean {
     if (err.hasErrorLabel('ResetPool') || err.hasErrorLabel('RetryableWriteError') || err.hasErrorLabel('TransientTransactionError')) return true;
   }
   const e = err as { code?: unknown; cause?: unknown; message?: unknown; name?: unknown };
+  if (e.name === 'RedisUnavailableError') return true;
   if (typeof e.code === 'string' && (SOCKET_CODES.has(e.code) || PG_UNAVAILABLE.test(e.code))) return true;
   // ioredis: commands refused while it reconnects, or after it gave up.
   if (typeof e.message === 'string' && /^(Connection is closed|Stream isn't writeable|Reached the max retries per request limit)/.test(e.message)) return true;
