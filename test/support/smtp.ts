@@ -7,8 +7,12 @@ export interface Received {
   body: string;
 }
 
-/** A real SMTP server on a random local port that keeps every message (quoted-printable decoded). */
-export async function startSmtp(): Promise<{ inbox: Received[]; url: string; close: () => Promise<void> }> {
+/**
+ * A real SMTP server on a random local port (or `opts.port`, to start one again where a stopped one was) that
+ * keeps every message (quoted-printable decoded). With `opts.hold`, a message is accepted only once the test
+ * calls the release function that `onHeld` receives (the sender waits for the answer meanwhile).
+ */
+export async function startSmtp(opts: { port?: number; hold?: boolean; onHeld?: (release: () => void) => void } = {}): Promise<{ inbox: Received[]; url: string; port: number; close: () => Promise<void> }> {
   const inbox: Received[] = [];
   const server = new SMTPServer({
     authOptional: true,
@@ -22,12 +26,19 @@ export async function startSmtp(): Promise<{ inbox: Received[]; url: string; clo
         const body = raw.replace(/=\r?\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
         // Long header lines are folded (CRLF + white space); unfolding removes the line break only (RFC 5322).
         const headers = raw.split(/\r?\n\r?\n/, 1)[0]!.replace(/\r?\n(?=[ \t])/g, '');
-        inbox.push({ to: session.envelope.rcptTo.map((r) => r.address), subject: /^Subject: (.*)$/m.exec(headers)?.[1] ?? '', body });
-        callback();
+        const accept = () => {
+          inbox.push({ to: session.envelope.rcptTo.map((r) => r.address), subject: /^Subject: (.*)$/m.exec(headers)?.[1] ?? '', body });
+          callback();
+        };
+        if (opts.hold) opts.onHeld?.(accept);
+        else accept();
       });
     },
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.server.once('error', reject);
+    server.listen(opts.port ?? 0, '127.0.0.1', resolve);
+  });
   const port = (server.server.address() as AddressInfo).port;
-  return { inbox, url: `smtp://127.0.0.1:${port}`, close: () => new Promise<void>((r) => server.close(() => r())) };
+  return { inbox, url: `smtp://127.0.0.1:${port}`, port, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
