@@ -63,6 +63,8 @@ import { businessOperations } from './business-operations.js';
 import { runtimeCapabilityStatement } from './fhir/capability.js';
 import { Collections } from './fhir/storage/mongo/documents.js';
 import { CursorCodec } from './fhir/storage/mongo/cursor.js';
+import { answerClientErrors } from './http/client-errors.js';
+import { parseJsonBody } from './http/json-body.js';
 import { PendingRollbacks } from './fhir/storage/mongo/pending-rollbacks.js';
 import { MongoRepository } from './fhir/storage/mongo/mongo-repository.js';
 import { SearchParameterRegistry } from './fhir/search/parameters.js';
@@ -387,19 +389,24 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         onUnexpectedError: (err) => logger.error({ err, requestId: ctx.state.requestId }, 'bundle entry failed'),
       }),
     });
+    // --- faults: begin (JSON bodies read as text, then parsed with a nesting limit: see http/json-body.ts) ---
     const body = koaBody({
-      jsonLimit: config.maxBodySize,
-      jsonStrict: false,
-      jsonTypes: ['application/json', 'application/fhir+json', 'application/json-patch+json'],
+      json: false,
       urlencoded: false,
-      text: false,
+      text: true,
+      textLimit: config.maxBodySize,
+      textTypes: ['application/json', 'application/fhir+json', 'application/json-patch+json'],
       multipart: false,
       parsedMethods: [HttpMethodEnum.POST, HttpMethodEnum.PUT, HttpMethodEnum.PATCH],
     });
-    fhir.all(['/', '/{*rest}'], body, endpoint);
+    fhir.all(['/', '/{*rest}'], body, parseJsonBody(), endpoint);
+    // --- faults: end ---
     app.use(fhir.routes());
 
     const server = app.listen(config.port, config.host);
+    // --- faults: begin (what Node's HTTP parser refuses gets an OperationOutcome too) ---
+    answerClientErrors(server);
+    // --- faults: end ---
     await new Promise<void>((resolve, reject) => server.once('listening', resolve).once('error', reject)).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'EADDRINUSE') throw new StartupError(`Port ${config.port} on ${config.host} is already in use: stop the other process or set PORT to a free port.`);
       if (err.code === 'EACCES') throw new StartupError(`Not allowed to listen on port ${config.port} on ${config.host}: use a port above 1023 or set HOST/PORT.`);

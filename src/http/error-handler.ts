@@ -39,6 +39,8 @@ function toOperationOutcomeError(err: unknown, requestId: string): OperationOutc
   if (e?.type === 'encoding.unsupported' || status === 415) return errors.unsupportedMediaType('The request body encoding is not supported');
   if (e?.type === 'request.aborted') return errors.badRequest('The request was aborted by the client');
   if (status && status >= 400 && status < 500 && e.expose) return errors.badRequest(e.message ?? 'Bad request');
+  // A body parser's refusal without a message meant for clients, e.g. a "__proto__" key (prototype poisoning).
+  if (status && status >= 400 && status < 500) return errors.badRequest('The request body is not acceptable JSON');
   return errors.internal(requestId);
 }
 
