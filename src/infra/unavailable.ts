@@ -1,4 +1,4 @@
-import { MongoError, MongoNetworkError, MongoNotConnectedError, MongoServerClosedError, MongoServerSelectionError, MongoTopologyClosedError } from 'mongodb';
+import { MongoError, MongoNetworkError, MongoServerSelectionError } from 'mongodb';
 
 /** MongoDB server error codes that mean "this server cannot serve now" (shutting down, not primary, interrupted). */
 const UNAVAILABLE_CODES = new Set([6, 7, 89, 91, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436]);
@@ -14,13 +14,8 @@ const PG_UNAVAILABLE = /^(08\d{3}|57P0[1-3])$/;
  */
 export function isDependencyUnavailable(err: unknown, depth = 0): boolean {
   if (!err || typeof err !== 'object' || depth > 5) return false;
-  if (
-    err instanceof MongoNetworkError ||
-    err instanceof MongoServerSelectionError ||
-    err instanceof MongoNotConnectedError ||
-    err instanceof MongoServerClosedError ||
-    err instanceof MongoTopologyClosedError
-  ) return true;
+  // Not MongoNotConnectedError/MongoTopologyClosedError: a client this process closed never recovers (a 500).
+  if (err instanceof MongoNetworkError || err instanceof MongoServerSelectionError) return true;
   if (err instanceof MongoError) {
     if (typeof err.code === 'number' && UNAVAILABLE_CODES.has(err.code)) return true;
     if (err.hasErrorLabel('ResetPool') || err.hasErrorLabel('RetryableWriteError') || err.hasErrorLabel('TransientTransactionError')) return true;
