@@ -335,11 +335,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     // Notices go out on the channels each user chose (preferences at /auth/preferences); reminders, booking
     // notices and no-show marking run as durable jobs in any process, each once (jobs/job-runner.ts says why not agenda). Jobs and the rating recompute
     // use the server's repository: they act for the organization, not for a caller.
-    const notificationStore = new NotificationStore(mongo.db);
+    const notificationStore = new NotificationStore(mongo.db, config.jobsLeaseMs);
     await notificationStore.init();
     const notifications = new NotificationService({ repo, mailer, store: notificationStore, logger });
     jobs = await initJobs({
-      db: mongo.db, logger, enabled: config.jobsEnabled, pollMs: config.jobsPollMs, lockLifetimeMs: 10 * 60_000,
+      db: mongo.db, logger, enabled: config.jobsEnabled, pollMs: config.jobsPollMs, lockLifetimeMs: config.jobsLeaseMs,
       definitions: jobDefinitions({ repo, notifications, logger, noShowGraceMinutes: config.noShowGraceMinutes, noShowEveryMs: 5 * 60_000 }),
     });
     const reminders = new Reminders({ jobs, offsetsMs: config.reminderOffsetsMs });

@@ -68,6 +68,10 @@ export interface Config {
   subscriptions: import('../subscriptions/service.js').SubscriptionConfig;
   /** How often a process looks for due jobs. */
   jobsPollMs: number;
+  // --- faults: begin ---
+  /** How long a job run (and a notification being sent) is leased to a process before another may take it over. */
+  jobsLeaseMs: number;
+  // --- faults: end ---
   /** Appointment reminders go out this long before the start, one per offset (REMINDER_OFFSETS, e.g. 24h,2h,30m). */
   reminderOffsetsMs: number[];
   /** A booked appointment is marked no-show this long after its end without arrival. */
@@ -231,6 +235,9 @@ export function loadConfig(env: Env = process.env): Config {
 
   const jobsEnabled = oneOf('JOBS_ENABLED', ['true', 'false'] as const, 'true') === 'true';
   const jobsPollMs = int('JOBS_POLL_MS', 5000, 100, 600000);
+  // --- faults: begin ---
+  const jobsLeaseMs = int('JOBS_LEASE_SECONDS', 600, 1, 86400) * 1000;
+  // --- faults: end ---
   let reminderOffsetsMs = [24 * 3_600_000, 2 * 3_600_000, 30 * 60_000];
   if (env.REMINDER_OFFSETS) {
     const parsed = env.REMINDER_OFFSETS.split(',').map((x) => parseDuration(x));
@@ -289,7 +296,7 @@ export function loadConfig(env: Env = process.env): Config {
     searchDefaultCount, searchMaxCount, maxBundleEntries, shutdownTimeoutMs, idempotencyTtlMs,
     searchCursorTtlMs, searchMaxIncludes, ferretdbPostgresUrl, ferretdbSqlSearch, reindexWorker, reindexPollMs, reindexBatchSize,
     holdMs, bookingHorizonDays, cancellationCutoffMs,
-    jobsEnabled, jobsPollMs, reminderOffsetsMs, noShowGraceMinutes, ratingSearchParameter,
+    jobsEnabled, jobsPollMs, jobsLeaseMs, reminderOffsetsMs, noShowGraceMinutes, ratingSearchParameter,
     smtpUrl, mailFrom, authMaxFailures, authMaxFailuresPerIp, authLockoutMs, passwordResetTtlMs, passwordResetUrl,
     rateLimits, subscriptions,
   };

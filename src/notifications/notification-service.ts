@@ -86,6 +86,7 @@ export class NotificationService {
           await this.deps.store.release(key('email'));
           throw err;
         }
+        await this.deps.store.sent(key('email'));
         return 'sent';
       });
       await attempt('in-app', async () => {
@@ -110,6 +111,7 @@ export class NotificationService {
           await this.deps.store.release(key('sms'));
           throw err;
         });
+        await this.deps.store.sent(key('sms'));
         return 'sent';
       });
       await attempt('push', async () => {
@@ -119,6 +121,7 @@ export class NotificationService {
           await this.deps.store.release(key('push'));
           throw err;
         });
+        await this.deps.store.sent(key('push'));
         return 'sent';
       });
     }
@@ -145,6 +148,7 @@ export class NotificationService {
       await this.deps.store.release(ledgerKey);
       throw err;
     }
+    await this.deps.store.sent(ledgerKey);
     return 'sent';
   }
 

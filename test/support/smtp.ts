@@ -9,10 +9,10 @@ export interface Received {
 
 /**
  * A real SMTP server on a random local port (or `opts.port`, to start one again where a stopped one was) that
- * keeps every message (quoted-printable decoded). With `opts.hold`, a message is accepted only once the test
+ * keeps every message (quoted-printable decoded). While `opts.hold()` is true, a message is accepted only once the test
  * calls the release function that `onHeld` receives (the sender waits for the answer meanwhile).
  */
-export async function startSmtp(opts: { port?: number; hold?: boolean; onHeld?: (release: () => void) => void } = {}): Promise<{ inbox: Received[]; url: string; port: number; close: () => Promise<void> }> {
+export async function startSmtp(opts: { port?: number; hold?: () => boolean; onHeld?: (release: () => void) => void } = {}): Promise<{ inbox: Received[]; url: string; port: number; close: () => Promise<void> }> {
   const inbox: Received[] = [];
   const server = new SMTPServer({
     authOptional: true,
@@ -30,7 +30,7 @@ export async function startSmtp(opts: { port?: number; hold?: boolean; onHeld?: 
           inbox.push({ to: session.envelope.rcptTo.map((r) => r.address), subject: /^Subject: (.*)$/m.exec(headers)?.[1] ?? '', body });
           callback();
         };
-        if (opts.hold) opts.onHeld?.(accept);
+        if (opts.hold?.()) opts.onHeld?.(accept);
         else accept();
       });
     },
