@@ -100,10 +100,10 @@ export const queryRequests: fc.Arbitrary<FuzzRequest> = fc
     fc.array(fc.tuple(paramName, fc.oneof(ASCII, UNICODE, NASTY)), { maxLength: 8 }),
     fc.option(fc.string({ maxLength: 60 }), { nil: undefined }),
   )
-  .map(([path, pairs, raw]) => ({
+  .map(([path, pairs, raw]): FuzzRequest => ({
     method: path.endsWith('/_search') ? 'POST' : 'GET',
     path: `${path}?${raw ?? pairs.map(([k, v]) => `${enc(k)}=${enc(v)}`).join('&')}`,
-    headers: path.endsWith('/_search') ? { 'content-type': 'application/x-www-form-urlencoded' } : {},
+    headers: path.endsWith('/_search') ? { 'content-type': 'application/x-www-form-urlencoded' } : ({} as Record<string, string>),
     body: path.endsWith('/_search') ? '' : undefined,
   }));
 
