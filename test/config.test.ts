@@ -87,6 +87,16 @@ describe('loadConfig', () => {
     expect(configError({ JOBS_ENABLED: 'yes' }).problems.join()).toMatch(/JOBS_ENABLED/);
   });
 
+  // --- faults: begin ---
+  it('reads how long requests wait for the database and how long job leases last, refusing bad values by name', () => {
+    expect(loadConfig({})).toMatchObject({ mongodbOperationWaitMs: 5000, jobsLeaseMs: 600_000 });
+    expect(loadConfig({ MONGODB_OPERATION_WAIT_MS: '1500', JOBS_LEASE_SECONDS: '3' })).toMatchObject({ mongodbOperationWaitMs: 1500, jobsLeaseMs: 3000 });
+    const problems = configError({ MONGODB_OPERATION_WAIT_MS: '10', JOBS_LEASE_SECONDS: '0' }).problems.join();
+    expect(problems).toMatch(/MONGODB_OPERATION_WAIT_MS/);
+    expect(problems).toMatch(/JOBS_LEASE_SECONDS/);
+  });
+  // --- faults: end ---
+
   it('treats empty variables as unset', () => {
     expect(loadConfig({ PORT: '', LOG_LEVEL: '', MAX_BODY_SIZE: '', CORS_ORIGINS: '', MONGODB_URI: '' })).toEqual(loadConfig({}));
   });
