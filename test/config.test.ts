@@ -24,6 +24,7 @@ describe('loadConfig', () => {
       mongodbUri: undefined,
       mongodbDb: 'medivoy',
       mongodbConnectTimeoutMs: 30000,
+      mongodbOperationWaitMs: 5000, // faults
       accessCacheMs: 30000,
       resourceCacheMs: 300000,
       metricsListen: undefined,
@@ -47,6 +48,7 @@ describe('loadConfig', () => {
       cancellationCutoffMs: 24 * 3600_000,
       jobsEnabled: true,
       jobsPollMs: 5000,
+      jobsLeaseMs: 600_000, // faults
       reminderOffsetsMs: [24 * 3600_000, 2 * 3600_000, 30 * 60_000],
       noShowGraceMinutes: 15,
       ratingSearchParameter: true,
