@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { connect } from 'node:net';
 import { MongoClient } from 'mongodb';
 import { checkHostileInput, fetchSender, violation, type FuzzRequest, type Send } from '../scripts/lib/hostile-input.js';
 import { ServerProcess } from './support/server-process.js';
@@ -126,6 +127,20 @@ describe('fixed worst cases', () => {
       if (a.status === 200) expect({ q, ids: (JSON.parse(a.text).entry ?? []).map((e: any) => e.resource?.id).filter((id: string) => id === 'p1') }).toEqual({ q, ids: [] });
     }
   }, 60_000);
+
+  it('a request that is not valid HTTP gets a 400 OperationOutcome, not a bare refusal', async () => {
+    const { port } = new URL(srv.url);
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(Number(port), '127.0.0.1', () => socket.write('GET /fhir/Patient HTTP/1.1\r\nHost: x\r\nThis is no header\r\n\r\n'));
+      let out = '';
+      socket.on('data', (d: Buffer) => (out += d.toString()));
+      socket.on('close', () => resolve(out));
+      socket.on('error', reject);
+    });
+    expect(answer).toMatch(/^HTTP\/1\.1 400 /);
+    expect(answer).toMatch(/content-type: application\/fhir\+json/i);
+    expect(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).resourceType).toBe('OperationOutcome');
+  });
 
   it('the server is alive and its memory is bounded afterwards', async () => {
     expect(srv.alive).toBe(true);
