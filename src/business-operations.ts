@@ -9,6 +9,10 @@ import type { FhirRepository } from './fhir/storage/repository.js';
 import type { PayerAdapters } from './insurance/payer-adapter.js';
 import { eligibilityOperation } from './insurance/eligibility.js';
 import { onboardingStatusOperation } from './onboarding/onboarding-operation.js';
+// --- billing: begin ---
+import type { Billing } from './billing/billing.js';
+import { billingOperations } from './billing/billing-operations.js';
+// --- billing: end ---
 import { subscriptionOperations, type SubscriptionOperationPorts } from './subscriptions/operations.js';
 
 /** The services the business operations act through (built in server.ts). */
@@ -21,6 +25,10 @@ export interface BusinessServices {
   system: FhirRepository;
   /** Subscription events and status ($status, $events). */
   subscriptions: SubscriptionOperationPorts;
+  // --- billing: begin ---
+  /** Invoices, payments and refunds (src/billing/). */
+  billing: Billing;
+  // --- billing: end ---
 }
 
 /** Every business operation of the product, each from its own module; server.ts registers them. */
@@ -33,6 +41,9 @@ export function businessOperations(services: BusinessServices): BusinessOperatio
     eligibilityOperation(services),
     onboardingStatusOperation(services),
     ...subscriptionOperations(() => services.subscriptions),
+    // --- billing: begin ---
+    ...billingOperations({ billing: () => services.billing }),
+    // --- billing: end ---
   ];
 }
 

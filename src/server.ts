@@ -51,6 +51,10 @@ import { coverageGuard } from './insurance/coverage-guard.js';
 import { onboardingGuard } from './onboarding/onboarding-guard.js';
 import { prescriptionGuard } from './prescriptions/prescription-guard.js';
 // --- end insurance, onboarding, prescriptions ---
+// --- billing (imports) ---
+import { Billing } from './billing/billing.js';
+import { stripeWebhookRoutes } from './billing/webhook-route.js';
+// --- end billing ---
 // --- rate limits (imports) ---
 import { perRequestAccess, rateLimiter } from './http/rate-limit.js';
 import type { ClientRateLimit } from './http/client-rate-limit.js';
@@ -187,6 +191,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let metricsListener: { url: string; close(): Promise<void> } | undefined;
   let accessCache: AccessContextCache | undefined;
   let subscriptions: Subscriptions | undefined;
+  let billingRef: Billing | undefined;
   try {
     const storage = createCollections(mongo.db, mongo.isFerretDB, config.ferretdbPostgresUrl, logger);
     pgIndexes = storage.pgIndexes;
@@ -347,10 +352,31 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     auth.decorate = (scoped, access) => innerDecorate!(new GuardedRepository(scoped, access, guards), access);
     const payers = new PayerAdapters([new LocalRulesAdapter()]);
     // --- insurance, onboarding, prescriptions: end ---
+    // --- billing: begin ---
+    // Invoices for held and booked appointments, payments (Stripe), refunds on cancellation. Booking calls billing
+    // through its hooks and gate (a held appointment with a fee is booked once paid); billing books and releases
+    // holds through this port, so neither module imports the other.
+    const billing = (billingRef = new Billing({ db: mongo.db, system: repo, mailer, logger }, config.stripe));
+    const billingCaller = { repo, access: { clientId: 'medivoy-billing', scopes: [] } };
+    await billing.init({
+      bookHeld: (ref) => booking.book(billingCaller, { appointment: ref }),
+      cancel: (ref, reason) => booking.transition('system', ref, 'cancel', reason),
+    });
+    const notices = booking.hooks;
+    const charges = billing.hooks();
+    booking.hooks = {
+      booked: async (a) => { await notices.booked?.(a).catch(() => undefined); await charges.booked(a); },
+      cancelled: async (a) => { await notices.cancelled?.(a).catch(() => undefined); await charges.cancelled(a); },
+      rescheduled: notices.rescheduled,
+      held: async (a) => { await notices.held?.(a).catch(() => undefined); await charges.held(a); },
+    };
+    booking.gate = charges;
+    app.use(stripeWebhookRoutes(() => billing).routes());
+    // --- billing: end ---
     // Business operations register themselves (each module's own list); the REST layer serves them and the
     // CapabilityStatement and OperationDefinitions describe them from the same registry.
     const operations = new OperationRegistry().register(
-      ...businessOperations({ booking, ratings, payers, system: repo, subscriptions: subs }),
+      ...businessOperations({ booking, ratings, payers, system: repo, subscriptions: subs, billing }),
     );
     const fhirRoutes = serverRoutes(operations.list());
     await publishOperationDefinitions(repo, operations);
@@ -412,6 +438,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       server, url, metricsUrl: metricsListener?.url, mongo, kv: store, repo, sideWrites, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications, subscriptions: subs,
       async close() {
         clearInterval(holdSweep);
+        billingRef?.stop();
         await drain(server, config.shutdownTimeoutMs);
         await subs.stop();
         await metricsListener?.close();
@@ -427,6 +454,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     };
   } catch (err) {
     clearInterval(holdSweep);
+    billingRef?.stop();
     await subscriptions?.stop().catch(() => undefined);
     await metricsListener?.close().catch(() => undefined);
     await jobs?.close(1000).catch(() => undefined);

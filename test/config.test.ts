@@ -59,8 +59,20 @@ describe('loadConfig', () => {
       passwordResetUrl: undefined,
       rateLimits: { enabled: true, algorithm: 'sliding-window', windowMs: 60_000, perClient: 600, perUser: 300, perIp: 1200, signInPerIp: 60 },
       subscriptions: { enabled: true, endpointAllowlist: [], retryMs: 24 * 3600_000, backoffBaseMs: 5000, backoffMaxMs: 15 * 60_000, pollMs: 1000, leaseMs: 60_000, defaultTimeoutSeconds: 10, propagationMs: 10_000 },
+      stripe: { secretKey: undefined, webhookSecret: undefined, apiBase: undefined },
     });
   });
+
+  // --- billing: begin ---
+  it('reads the Stripe keys and refuses malformed ones by name', () => {
+    expect(loadConfig({ STRIPE_SECRET_KEY: 'sk_test_abc', STRIPE_WEBHOOK_SECRET: 'whsec_x', STRIPE_API_BASE: 'http://127.0.0.1:12111/' }).stripe)
+      .toEqual({ secretKey: 'sk_test_abc', webhookSecret: 'whsec_x', apiBase: 'http://127.0.0.1:12111' });
+    const problems = configError({ STRIPE_SECRET_KEY: 'pk_test_abc', STRIPE_WEBHOOK_SECRET: 'secret', STRIPE_API_BASE: 'ftp://x' }).problems.join();
+    expect(problems).toMatch(/STRIPE_SECRET_KEY/);
+    expect(problems).toMatch(/STRIPE_WEBHOOK_SECRET/);
+    expect(problems).toMatch(/STRIPE_API_BASE/);
+  });
+  // --- billing: end ---
 
   it('reads subscription settings (retry period in hours, allow-list) and refuses bad ones by name', () => {
     expect(loadConfig({ SUBSCRIPTION_RETRY_HOURS: '0.5', SUBSCRIPTION_ENDPOINT_ALLOWLIST: 'hooks.example.org, *.lab.example,10.0.0.0/8' }).subscriptions)

@@ -97,6 +97,10 @@ export interface Config {
     signInPerIp: number;
   };
   // --- rate limits: end ---
+  // --- billing: begin ---
+  /** Stripe (src/billing/stripe-gateway.ts): no secret key, no payments ($pay 503); no webhook secret, no webhook (503). */
+  stripe: { secretKey?: string; webhookSecret?: string; apiBase?: string };
+  // --- billing: end ---
 }
 
 export class ConfigError extends Error {
@@ -276,6 +280,16 @@ export function loadConfig(env: Env = process.env): Config {
   if (subscriptions.defaultTimeoutSeconds * 1000 * 2 + 4_000 > subscriptions.leaseMs) problems.push('SUBSCRIPTION_LEASE_MS must exceed twice SUBSCRIPTION_TIMEOUT_SECONDS plus 4 seconds');
   // --- subscriptions: end ---
 
+  // --- billing: begin ---
+  const stripe: Config['stripe'] = {
+    secretKey: env.STRIPE_SECRET_KEY || undefined,
+    webhookSecret: env.STRIPE_WEBHOOK_SECRET || undefined,
+    apiBase: url('STRIPE_API_BASE', ['http:', 'https:'])?.replace(/\/+$/, ''),
+  };
+  if (stripe.secretKey && !/^(sk|rk)_(test|live)_\S+$/.test(stripe.secretKey)) problems.push('STRIPE_SECRET_KEY must be a Stripe secret key (sk_test_… or sk_live_…)');
+  if (stripe.webhookSecret && !/^whsec_\S+$/.test(stripe.webhookSecret)) problems.push('STRIPE_WEBHOOK_SECRET must be a webhook signing secret (whsec_…)');
+  // --- billing: end ---
+
   if (problems.length) throw new ConfigError(problems);
   return {
     nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, mongodbConnectTimeoutMs, metricsListen, accessCacheMs, resourceCacheMs, redisUrl, logLevel, maxBodySize, corsOrigins,
@@ -285,5 +299,6 @@ export function loadConfig(env: Env = process.env): Config {
     jobsEnabled, jobsPollMs, reminderOffsetsMs, noShowGraceMinutes, ratingSearchParameter,
     smtpUrl, mailFrom, authMaxFailures, authMaxFailuresPerIp, authLockoutMs, passwordResetTtlMs, passwordResetUrl,
     rateLimits, subscriptions,
+    stripe,
   };
 }

@@ -27,6 +27,16 @@ export interface BookingHooks {
   booked?(appointment: Appointment): Promise<void>;
   cancelled?(appointment: Appointment): Promise<void>;
   rescheduled?(appointment: Appointment): Promise<void>;
+  /** After a hold is stored (e.g. billing issues the invoice to pay before booking). */
+  held?(appointment: Appointment): Promise<void>;
+}
+
+/**
+ * Checks before a held appointment is booked, passed in by the composition root (e.g. billing: the invoice must be
+ * paid first). Unlike the hooks, a gate that throws refuses the booking; the hold stays as it was.
+ */
+export interface BookingGate {
+  beforeBookHeld(appointment: Appointment): Promise<void>;
 }
 
 /** The caller of a booking operation: their scoped repository and who they are. */
@@ -54,6 +64,7 @@ export class BookingService {
     private readonly system: FhirRepository,
     private readonly opts: BookingOptions,
     public hooks: BookingHooks = {},
+    public gate?: BookingGate,
   ) {
     this.claims = new SlotClaims(db);
     this.locks = db.collection<Lock>('booking_locks');
@@ -132,6 +143,7 @@ export class BookingService {
       }
       await this.setSlotStatus(slotId, mode === 'hold' ? 'busy-tentative' : 'busy');
       if (mode === 'book') await this.hooks.booked?.(stored).catch(() => undefined);
+      else await this.hooks.held?.(stored).catch(() => undefined);
       return stored;
     });
   }
@@ -139,6 +151,7 @@ export class BookingService {
   private async bookHeld(caller: Caller, appointmentRef: string): Promise<Appointment> {
     const { appointment, version } = await this.readOwn(caller, appointmentRef);
     if (appointment.status !== 'proposed') throw errors.conflict(`Appointment/${appointment.id} is ${appointment.status}, not held`);
+    await this.gate?.beforeBookHeld(appointment);
     const slotRef = appointment.slot?.[0]?.reference;
     if (!slotRef || !(await this.claims.confirmHold(slotRef, `Appointment/${appointment.id}`))) {
       throw errors.conflict('The hold has lapsed and the slot was taken; choose another slot');
