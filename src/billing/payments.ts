@@ -242,8 +242,9 @@ export class Payments {
         await this.booking.bookHeld(apptRef!);
       } catch (err) {
         if (!isOperationOutcomeError(err) || (err.status !== 409 && err.status !== 404)) throw err;
-        await this.booking.cancel(apptRef!, 'The hold lapsed before the payment arrived').catch(() => undefined);
+        // Refunded (and the invoice cancelled) first, so the cancellation's own refund rule finds nothing paid.
         const refund = await this.refundSettlement(invoiceId, paid.minor, 'The hold lapsed and the slot was taken before the payment arrived', true);
+        await this.booking.cancel(apptRef!, 'The hold lapsed before the payment arrived').catch(() => undefined);
         return { invoice: attempt.invoice, latePayment: true, refund };
       }
       return { invoice: attempt.invoice, booked: apptRef };

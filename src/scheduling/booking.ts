@@ -193,8 +193,9 @@ export class BookingService {
     ) as Appointment;
     const slotRef = appointment.slot?.[0]?.reference;
     if ((action === 'cancel' || action === 'noshow') && slotRef) {
-      await this.claims.release(slotRef, `Appointment/${appointment.id}`);
-      if (action === 'cancel' && Date.parse(appointment.start!) > Date.now()) await this.setSlotStatus(idOf(slotRef, 'Slot'), 'free');
+      // Only a slot this appointment still held is freed: a lapsed hold may have been taken over by another booking.
+      const released = await this.claims.release(slotRef, `Appointment/${appointment.id}`);
+      if (action === 'cancel' && released && Date.parse(appointment.start!) > Date.now()) await this.setSlotStatus(idOf(slotRef, 'Slot'), 'free');
       await this.hooks.cancelled?.(stored).catch(() => undefined);
     }
     if (action === 'arrive') await this.openEncounter(next);
