@@ -4,6 +4,7 @@ import type { BusinessOperation, OperationContext, OperationInput } from '../fhi
 import { parseResource } from '../fhir/storage/types.js';
 import type { Billing } from './billing.js';
 import { money } from './money.js';
+import { appointmentOfInvoice, numberOf } from './invoicing.js';
 
 /** An amount parameter: a whole, positive number of minor units (valueInteger, or digits in the query), else 400. */
 function amountParam(input: OperationInput, name = 'amount'): number | undefined {
@@ -94,7 +95,8 @@ export function billingOperations(deps: { billing: () => Billing }): BusinessOpe
         const invoice = await invoiceFor(input, ctx);
         const billing = deps.billing();
         let doc = await billing.invoicing.documentOf(invoice.id!);
-        if (!doc && invoice.status !== 'draft') {
+        // Invoices of ours (an appointment and a number) get their PDF now if writing it failed before.
+        if (!doc && invoice.status !== 'draft' && appointmentOfInvoice(invoice) && numberOf(invoice)) {
           await billing.invoicing.sendInvoice(invoice);
           doc = await billing.invoicing.documentOf(invoice.id!);
         }

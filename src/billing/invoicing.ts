@@ -213,7 +213,9 @@ export class Invoicing {
     let pdf: Buffer;
     if (doc) pdf = Buffer.from((parseResource(await this.ctx.system.read('Binary', idOf(doc.content[0]!.attachment.url!))) as Binary).data ?? '', 'base64');
     else {
-      const c = charge ?? (await this.chargeFor((await this.read<Appointment>(appointmentOfInvoice(invoice)!))!))!;
+      const appointment = appointmentOfInvoice(invoice) ? await this.read<Appointment>(appointmentOfInvoice(invoice)!) : undefined;
+      const c = charge ?? (appointment ? await this.chargeFor(appointment) : undefined);
+      if (!c) throw errors.notFound(`Invoice/${invoice.id} has no PDF: it is not an appointment's invoice with a fee`);
       const practitioner = c.role.practitioner?.reference ? await this.read<Practitioner>(c.role.practitioner.reference) : undefined;
       const patient = await this.read<Patient>(c.patient);
       pdf = await renderInvoicePdf({

@@ -27,6 +27,16 @@ export const SHARD_LAYOUT: ShardRule[] = [
   { collection: 'slot_claims', key: { _id: 'hashed' }, why: 'One claim per slot (`_id` = the slot): the unique key that prevents double booking is the shard key.' },
   { collection: 'booking_references', key: { _id: 'hashed' }, why: 'Booking references claimed as unique keys (`_id`).' },
   { collection: 'booking_locks', key: 'unsharded', why: 'Short-lived per-patient locks while a booking checks overlaps.' },
+  // --- billing: begin ---
+  { collection: 'billing_invoice_claims', key: { _id: 'hashed' }, why: 'One invoice per appointment (`_id` = the appointment), claimed as a unique key.' },
+  { collection: 'billing_invoice_numbers', key: 'unsharded', why: 'Invoice numbers claimed as unique keys and read by month in order (the highest); small, one document per invoice.' },
+  { collection: 'billing_invoice_counters', key: 'unsharded', why: 'One counter per month.' },
+  { collection: 'billing_payment_attempts', key: 'unsharded', why: 'Payment attempts per invoice, found by invoice or PaymentIntent id.' },
+  { collection: 'billing_settlements', key: { _id: 'hashed' }, why: 'The payment that settled an invoice (`_id` = the invoice), refunds reserved by compare-and-set on it.' },
+  { collection: 'billing_webhook_events', key: { _id: 'hashed' }, why: 'Stripe event ids claimed once (`_id`).' },
+  { collection: 'billing_mail_ledger', key: { _id: 'hashed' }, why: 'Billing e-mails sent once per key (`_id`).' },
+  { collection: 'billing_once', key: { _id: 'hashed' }, why: 'Once-only billing steps (cancellation refunds) by key (`_id`).' },
+  // --- billing: end ---
   { collection: 'jobs', key: 'unsharded', why: 'The job queue is polled by due time from every process; it stays small (due and scheduled jobs only).' },
   { collection: 'job_claims', key: 'unsharded', why: 'Leases on job runs, unique per run (`_id`), expired ones swept.' },
   { collection: /^oidc_[A-Za-z]+$/, key: { _id: 'hashed' }, why: 'Authorization server models (tokens, grants, sessions, clients) by their id; looked up by `_id`, `grantId` or `uid`.' },
