@@ -35,10 +35,15 @@ const SECRET = 'whsec_bench_payments';
 const dbName = `bench_payments_${process.pid}`;
 const stripe = new Stripe('sk_test_bench');
 
-const servers = await Promise.all(Array.from({ length: SERVERS }, () => startServerProcess({
-  MONGODB_DB: dbName, LOG_LEVEL: 'silent', JOBS_ENABLED: 'false', HOLD_SECONDS: String(HOLD_SECONDS),
-  STRIPE_SECRET_KEY: 'sk_test_bench', STRIPE_WEBHOOK_SECRET: SECRET, STRIPE_API_BASE: process.env.STRIPE_API_BASE!,
-})));
+// One after the other: processes starting at the same moment on a fresh database can collide on its first
+// writes (seen: a duplicate key in subscription_outbox while each publishes the OperationDefinitions).
+const servers: Awaited<ReturnType<typeof startServerProcess>>[] = [];
+for (let i = 0; i < SERVERS; i++) {
+  servers.push(await startServerProcess({
+    MONGODB_DB: dbName, LOG_LEVEL: 'silent', JOBS_ENABLED: 'false', HOLD_SECONDS: String(HOLD_SECONDS),
+    STRIPE_SECRET_KEY: 'sk_test_bench', STRIPE_WEBHOOK_SECRET: SECRET, STRIPE_API_BASE: process.env.STRIPE_API_BASE!,
+  }));
+}
 const client = await new MongoClient(process.env.MONGODB_URI).connect();
 const db = client.db(dbName);
 try {
