@@ -157,15 +157,24 @@ export class BookingService {
       throw errors.conflict('The hold has lapsed and the slot was taken; choose another slot');
     }
     const next: Appointment = { ...appointment, status: 'pending', extension: appointment.extension?.filter((e) => e.url !== HOLD_EXPIRES_URL) };
-    const stored = parseResource((await this.system.update(next, { ifMatch: version })).version) as Appointment;
+    let stored: Appointment;
+    try {
+      stored = parseResource((await this.system.update(next, { ifMatch: version })).version) as Appointment;
+    } catch (err) {
+      // Changed meanwhile (e.g. the lapsed hold was cancelled): give back the claim this booking took.
+      await this.claims.release(slotRef, `Appointment/${appointment.id}`);
+      if ((err as { status?: number }).status === 412) throw errors.conflict('The hold was released meanwhile; choose a slot again');
+      throw err;
+    }
     await this.setSlotStatus(idOf(slotRef, 'Slot'), 'busy');
     await this.hooks.booked?.(stored).catch(() => undefined);
     return stored;
   }
 
   /** A lifecycle step (`$confirm`, `$arrive`, `$complete`, `$cancel`, `$noshow`) along the guide's table. */
-  async transition(caller: Caller | 'system', appointmentRef: string, action: Exclude<Action, 'book' | 'reschedule'>, reason?: string): Promise<Appointment> {
+  async transition(caller: Caller | 'system', appointmentRef: string, action: Exclude<Action, 'book' | 'reschedule'>, reason?: string, onlyFrom?: AppointmentStatus[]): Promise<Appointment> {
     const { appointment, version } = caller === 'system' ? await this.readSystem(appointmentRef) : await this.readOwn(caller, appointmentRef);
+    if (onlyFrom && !onlyFrom.includes(appointment.status as AppointmentStatus)) return appointment;
     await this.authorize(caller, appointment, action);
     const rule = TRANSITIONS[action];
     const status = appointment.status as AppointmentStatus;
@@ -240,8 +249,11 @@ export class BookingService {
     for (const claim of await this.claims.lapsedHolds()) {
       const del = await this.claims.col.deleteOne({ _id: claim._id, appointment: claim.appointment, state: 'hold' });
       if (!del.deletedCount) continue;
-      await this.setSlotStatus(idOf(claim._id, 'Slot'), 'free').catch(() => undefined);
-      await this.transition('system', claim.appointment, 'cancel', 'The hold expired').catch(() => undefined);
+      // Only a hold that is still a hold is cancelled: a booking of it that re-claimed the slot meanwhile stands
+      // (its update and this cancellation are ordered by the appointment's version).
+      const cancelled = await this.transition('system', claim.appointment, 'cancel', 'The hold expired', ['proposed']).catch(() => undefined);
+      if (cancelled?.status !== 'cancelled') continue;
+      if (!(await this.claims.holder(claim._id))) await this.setSlotStatus(idOf(claim._id, 'Slot'), 'free').catch(() => undefined);
       n++;
     }
     return n;
