@@ -54,6 +54,7 @@ import { prescriptionGuard } from './prescriptions/prescription-guard.js';
 // --- billing (imports) ---
 import { Billing } from './billing/billing.js';
 import { stripeWebhookRoutes } from './billing/webhook-route.js';
+import { InvoiceDocumentAccess } from './billing/document-access.js';
 // --- end billing ---
 // --- rate limits (imports) ---
 import { perRequestAccess, rateLimiter } from './http/rate-limit.js';
@@ -371,6 +372,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       held: async (a) => { await notices.held?.(a).catch(() => undefined); await charges.held(a); },
     };
     booking.gate = charges;
+    // Invoice PDFs (Binary with an Invoice as securityContext) are read only by who may read the Invoice.
+    const beforeBilling = auth.decorate;
+    auth.decorate = (scoped, access) => new InvoiceDocumentAccess(beforeBilling ? beforeBilling(scoped, access) : scoped, access);
     app.use(stripeWebhookRoutes(() => billing).routes());
     // --- billing: end ---
     // Business operations register themselves (each module's own list); the REST layer serves them and the

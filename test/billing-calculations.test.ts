@@ -172,6 +172,15 @@ describe('invoices over HTTP', () => {
     expect(pdf.subarray(0, 5).toString()).toBe('%PDF-');
     expect((await http('GET', `${srv.base}/Invoice/${inv.id}/$pdf`)).status).toBe(200); // staff (system token)
     expect((await http('GET', `${srv.base}/Invoice/${inv.id}/$pdf`, { token: benToken })).status).toBe(404);
+    // The Binary itself (outside the Patient compartment) follows its Invoice: another patient cannot read,
+    // search, change or delete it.
+    const binary = docs[0].resource.content[0].attachment.url;
+    expect((await http('GET', `${srv.base}/${binary}`, { token: annToken })).status).toBe(200);
+    expect((await http('GET', `${srv.base}/${binary}`, { token: benToken })).status).toBe(404);
+    expect((await http('GET', `${srv.base}/${binary}/_history`, { token: benToken })).status).toBe(404);
+    expect((await http('DELETE', `${srv.base}/${binary}`, { token: benToken })).status).toBe(404);
+    expect((await http('DELETE', `${srv.base}/${binary}`, { token: annToken })).status).toBe(403);
+    expect((await http('GET', `${srv.base}/${binary}`)).status).toBe(200);
     const mail = smtp.inbox.find((m) => m.subject === `Invoice ${number}`);
     expect(mail?.to).toEqual(['ann@billing.example']);
     expect(mail?.body).toContain(`filename=${number}.pdf`);
