@@ -17,17 +17,24 @@ export interface Intent {
 
 /** The few Stripe calls billing makes, through the official SDK. */
 export class StripeGateway {
-  private readonly stripe: Stripe;
+  private client?: Stripe;
   readonly enabled: boolean;
 
   constructor(private readonly settings: StripeSettings) {
-    const base = settings.apiBase ? new URL(settings.apiBase) : undefined;
     this.enabled = !!settings.secretKey;
-    this.stripe = new Stripe(settings.secretKey ?? 'sk_test_unconfigured', {
-      maxNetworkRetries: 2,
-      timeout: 20_000,
-      ...(base ? { host: base.hostname, port: base.port || (base.protocol === 'https:' ? 443 : 80), protocol: base.protocol === 'http:' ? 'http' : 'https' } : {}),
-    });
+  }
+
+  /** The SDK client, made on first use (a server without Stripe keys never makes one). */
+  private get stripe(): Stripe {
+    if (!this.client) {
+      const base = this.settings.apiBase ? new URL(this.settings.apiBase) : undefined;
+      this.client = new Stripe(this.settings.secretKey ?? 'sk_test_unconfigured', {
+        maxNetworkRetries: 2,
+        timeout: 20_000,
+        ...(base ? { host: base.hostname, port: base.port || (base.protocol === 'https:' ? 443 : 80), protocol: base.protocol === 'http:' ? 'http' : 'https' } : {}),
+      });
+    }
+    return this.client;
   }
 
   get webhooksEnabled(): boolean {
