@@ -76,6 +76,10 @@ import type { FhirRepository } from './fhir/storage/repository.js';
 import { SideWriteHooks } from './fhir/storage/side-writes.js';
 import { InProcessResourceCache, RedisResourceCache } from './infra/resource-cache.js';
 import { Subscriptions } from './subscriptions/service.js';
+// --- bulk: begin (imports) ---
+import { BulkData } from './bulk/service.js';
+import { bulkRoutes } from './bulk/routes.js';
+// --- bulk: end ---
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import type { Db } from 'mongodb';
 
@@ -116,6 +120,10 @@ export interface RunningServer {
   notifications: NotificationService;
   /** Subscriptions: outbox, fan-out and delivery (src/subscriptions/). */
   subscriptions: Subscriptions;
+  // --- bulk: begin ---
+  /** Bulk Data $export/$import: jobs, file store (src/bulk/). */
+  bulk: BulkData;
+  // --- bulk: end ---
   close(): Promise<void>;
 }
 
@@ -187,6 +195,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let metricsListener: { url: string; close(): Promise<void> } | undefined;
   let accessCache: AccessContextCache | undefined;
   let subscriptions: Subscriptions | undefined;
+  let bulkData: BulkData | undefined;
   try {
     const storage = createCollections(mongo.db, mongo.isFerretDB, config.ferretdbPostgresUrl, logger);
     pgIndexes = storage.pgIndexes;
@@ -319,6 +328,15 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const practitionerDecorate = auth.decorate;
     auth.decorate = (scoped, access) => subs.decorate(practitionerDecorate ? practitionerDecorate(scoped, access) : scoped, access);
     // --- subscriptions: end ---
+    // --- bulk: begin (tasks run on the job queue as the caller who kicked them off; files in GridFS or a directory) ---
+    const bulk = (bulkData = new BulkData({
+      db: mongo.db, config: config.bulk, logger,
+      repositoryFor: (access) => auth.repositoryFor(access),
+      accessContext: (authorization) => auth.accessContext(authorization),
+      baseUrl: () => `${publicBase}${FHIR_MOUNT}`,
+    }));
+    await bulk.init();
+    // --- bulk: end ---
     // --- notifications, jobs, reviews: begin ---
     // Notices go out on the channels each user chose (preferences at /auth/preferences); reminders, booking
     // notices and no-show marking run as durable jobs in any process, each once (jobs/job-runner.ts says why not agenda). Jobs and the rating recompute
@@ -328,8 +346,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const notifications = new NotificationService({ repo, mailer, store: notificationStore, logger });
     jobs = await initJobs({
       db: mongo.db, logger, enabled: config.jobsEnabled, pollMs: config.jobsPollMs, lockLifetimeMs: 10 * 60_000,
-      definitions: jobDefinitions({ repo, notifications, logger, noShowGraceMinutes: config.noShowGraceMinutes, noShowEveryMs: 5 * 60_000 }),
+      definitions: jobDefinitions({ repo, notifications, logger, noShowGraceMinutes: config.noShowGraceMinutes, noShowEveryMs: 5 * 60_000 }, bulk.jobDefinitions()),
     });
+    bulk.jobs = jobs; // --- bulk ---
     const reminders = new Reminders({ jobs, offsetsMs: config.reminderOffsetsMs });
     booking.hooks = new AppointmentNotices({ jobs, reminders }).hooks(logger);
     app.use(preferenceRoutes(notificationStore, {
@@ -350,7 +369,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     // Business operations register themselves (each module's own list); the REST layer serves them and the
     // CapabilityStatement and OperationDefinitions describe them from the same registry.
     const operations = new OperationRegistry().register(
-      ...businessOperations({ booking, ratings, payers, system: repo, subscriptions: subs }),
+      ...businessOperations({ booking, ratings, payers, system: repo, subscriptions: subs, bulk }),
     );
     const fhirRoutes = serverRoutes(operations.list());
     await publishOperationDefinitions(repo, operations);
@@ -386,6 +405,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       multipart: false,
       parsedMethods: [HttpMethodEnum.POST, HttpMethodEnum.PUT, HttpMethodEnum.PATCH],
     });
+    // --- bulk: begin (status and file endpoints, before the FHIR router) ---
+    app.use(bulkRoutes(bulk, FHIR_MOUNT).routes());
+    // --- bulk: end ---
     fhir.all(['/', '/{*rest}'], body, endpoint);
     app.use(fhir.routes());
 
@@ -409,13 +431,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const store = kv;
     const mail = mailer;
     return {
-      server, url, metricsUrl: metricsListener?.url, mongo, kv: store, repo, sideWrites, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications, subscriptions: subs,
+      server, url, metricsUrl: metricsListener?.url, mongo, kv: store, repo, sideWrites, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications, subscriptions: subs, bulk,
       async close() {
         clearInterval(holdSweep);
         await drain(server, config.shutdownTimeoutMs);
         await subs.stop();
         await metricsListener?.close();
         await accessCache?.stop();
+        bulk.stop(); // --- bulk: running slices checkpoint and hand their task back ---
         await jobs!.close(config.shutdownTimeoutMs); // running jobs finish while mail and MongoDB are still open
         await accounts.idle(); // e-mails of the last requests
         await mail.close();
@@ -429,6 +452,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     clearInterval(holdSweep);
     await subscriptions?.stop().catch(() => undefined);
     await metricsListener?.close().catch(() => undefined);
+    bulkData?.stop();
     await jobs?.close(1000).catch(() => undefined);
     await mailer?.close().catch(() => undefined);
     await custom?.stop().catch(() => undefined);
