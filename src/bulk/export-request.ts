@@ -133,7 +133,7 @@ export async function planExport(level: ExportLevel, input: OperationInput, ctx:
   if (sinceRaw) window.push(['_lastUpdated', `gt${new Date(sinceRaw).toISOString()}`]);
   const plan: ExportPlan['types'] = types.map((type) => {
     const fs = filters.get(type) ?? [[]];
-    const base = fs.map((f, i) => ({ params: [...window, ...f], filter: i }));
+    const base = fs.map((f, i) => ({ criteria: new URLSearchParams([...window, ...f]).toString(), filter: i }));
     const queries = patients ? patients.flatMap((patient) => base.map((b) => ({ ...b, patient }))) : base;
     return { type, queries };
   });

@@ -52,7 +52,7 @@ export function bulkOperations(bulk: () => BulkData): BusinessOperation[] {
       parameters: [
         { name: 'inputFormat', use: 'in', min: 0, max: '1', type: 'code', documentation: 'application/fhir+ndjson' },
         { name: 'inputSource', use: 'in', min: 0, max: '1', type: 'uri', documentation: 'Where the files come from (informational)' },
-        { name: 'input', use: 'in', min: 1, max: '*', documentation: 'One file: parts type (code) and url (uri)' },
+        { name: 'input', use: 'in', min: 1, max: '*', type: 'BackboneElement', documentation: 'One file: parts type (code) and url (uri)' },
       ],
       handler: (input, ctx) => bulk().kickOffImport(input, ctx),
     },

@@ -239,7 +239,7 @@ export class BulkData {
   }
 
   private search(repo: FhirRepository, type: string, query: TaskQuery, cursor: string | undefined, count: number) {
-    const params: [string, string][] = [...query.params, ['_sort', '_id'], ['_count', String(count)], ['_total', count === 0 ? 'accurate' : 'none']];
+    const params: [string, string][] = [...new URLSearchParams(query.criteria), ['_sort', '_id'], ['_count', String(count)], ['_total', count === 0 ? 'accurate' : 'none']];
     if (cursor) params.push(['_cursor', cursor]);
     return repo.search({ types: [type], params, strict: true, baseUrl: this.deps.baseUrl(), compartment: query.patient ? { type: 'Patient', id: query.patient } : undefined });
   }
@@ -249,7 +249,7 @@ export class BulkData {
     const earlier = task.queries.filter((x) => x.patient === query.patient && x.filter < query.filter);
     const seen = new Set<string>();
     for (const e of earlier) {
-      const criteria = new URLSearchParams([['_id', docs.map((d) => d.id).join(',')], ...e.params]).toString();
+      const criteria = new URLSearchParams([['_id', docs.map((d) => d.id).join(',')], ...new URLSearchParams(e.criteria)]).toString();
       for (const m of await repo.findByCriteria(task.type, criteria, docs.length)) seen.add(m.id);
     }
     return docs.filter((d) => !seen.has(d.id));

@@ -29,7 +29,8 @@ export function loadAccess(s: StoredAccess): AccessContext {
 
 /** One search a task runs (a `_typeFilter` query, or a patient's compartment), in order. */
 export interface TaskQuery {
-  params: [string, string][];
+  /** Search criteria as a query string (FerretDB stores no nested arrays). */
+  criteria: string;
   /** Compartment search in this patient's compartment (Patient and Group exports). */
   patient?: string;
   /** Index of the `_typeFilter` query (earlier ones take precedence, so an OR never writes a resource twice). */
