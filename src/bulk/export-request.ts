@@ -33,8 +33,9 @@ const note = (text: string): OperationOutcome => ({ resourceType: 'OperationOutc
 export function checkAsyncHeaders(headers: OperationInput['headers']): { lenient: boolean } {
   const prefer = (headers.prefer ?? '').toLowerCase();
   const accept = (headers.accept ?? '').toLowerCase();
-  if (!accept) throw errors.badRequest('Bulk requests need the header Accept: application/fhir+json');
-  if (!accept.includes('application/fhir+json') && !accept.includes('*/*')) throw errors.notAcceptable(`Accept '${headers.accept}' cannot be satisfied; bulk kick-off answers are application/fhir+json`);
+  // Strict, as the IG allows: a client that does not name application/fhir+json (nothing, or only */*) is told so.
+  if (!accept || (!accept.includes('application/fhir+json') && /^[\s*/,;=.0-9q]*$/.test(accept))) throw errors.badRequest('Bulk requests need the header Accept: application/fhir+json');
+  if (!accept.includes('application/fhir+json')) throw errors.notAcceptable(`Accept '${headers.accept}' cannot be satisfied; bulk kick-off answers are application/fhir+json`);
   if (!/(^|[\s,;])respond-async($|[\s,;])/.test(prefer)) throw errors.badRequest('Bulk requests are asynchronous: send Prefer: respond-async');
   return { lenient: /handling\s*=\s*lenient/.test(prefer) };
 }

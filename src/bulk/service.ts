@@ -172,6 +172,7 @@ export class BulkData {
     const deadline = Date.now() + this.deps.config.sliceMs;
     const more = () => !this.stopping && Date.now() < deadline;
     let finished = false;
+    this.deps.logger.debug({ task: taskId, type: task.type, q: task.q, part: task.part }, 'bulk task slice');
     try {
       finished = job.kind === 'export' ? await this.exportSlice(job, task, repo, more) : await runImportSlice(this, job, task, repo, more);
     } catch (err) {
