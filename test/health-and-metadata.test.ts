@@ -117,6 +117,13 @@ describe('CapabilityStatement', () => {
       const id = canonical.split('/').pop()!;
       const res = await http('GET', `${srv.base}/OperationDefinition/${id}`);
       expect({ canonical, status: res.status, url: res.body?.url }).toEqual({ canonical, status: 200, url: canonical });
+      // --- bulk: begin (system-level operations: the id is the operation's name, no resource) ---
+      if (res.body.system) {
+        expect(res.body.code).toBe(id);
+        expect(res.body.resource).toBeUndefined();
+        continue;
+      }
+      // --- bulk: end ---
       const [type, ...name] = id.split('-');
       expect(res.body.code).toBe(name.join('-'));
       expect(res.body.resource).toEqual([type]);
@@ -134,6 +141,12 @@ describe('CapabilityStatement', () => {
       const where = `${route.method} /${route.pattern.join('/')}`;
       if (route.pattern[0] !== ':type') {
         if (route.interaction === 'capabilities') continue; // the statement itself is its declaration
+        // --- bulk: begin (system-level operations are declared in rest.operation) ---
+        if (route.interaction === 'operation') {
+          expect({ where, declared: (rest.operation ?? []).some((o) => o.name === route.operation) }).toEqual({ where, declared: true });
+          continue;
+        }
+        // --- bulk: end ---
         for (const code of [route.interaction, ...(route.alsoDeclares ?? [])]) expect({ where, declared: systemCodes.includes(code as never) }).toEqual({ where, declared: true });
         continue;
       }
