@@ -317,7 +317,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       baseUrl: () => `${publicBase}${FHIR_MOUNT}`, config: config.subscriptions,
     }));
     const practitionerDecorate = auth.decorate;
-    auth.decorate = (scoped, access) => subs.decorate(practitionerDecorate ? practitionerDecorate(scoped, access) : scoped, access);
+    // Inside the practitioner rules: business operations find their ports on the outermost repository.
+    auth.decorate = (scoped, access) => (practitionerDecorate ? practitionerDecorate(subs.decorate(scoped, access), access) : subs.decorate(scoped, access));
     // --- subscriptions: end ---
     // --- notifications, jobs, reviews: begin ---
     // Notices go out on the channels each user chose (preferences at /auth/preferences); reminders, booking
