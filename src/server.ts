@@ -326,7 +326,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       baseUrl: () => `${publicBase}${FHIR_MOUNT}`, config: config.subscriptions,
     }));
     const practitionerDecorate = auth.decorate;
-    auth.decorate = (scoped, access) => subs.decorate(practitionerDecorate ? practitionerDecorate(scoped, access) : scoped, access);
+    // Inside the practitioner rules: business operations find their ports on the outermost repository.
+    auth.decorate = (scoped, access) => (practitionerDecorate ? practitionerDecorate(subs.decorate(scoped, access), access) : subs.decorate(scoped, access));
     // --- subscriptions: end ---
     // --- bulk: begin (tasks run on the job queue as the caller who kicked them off; files in GridFS or a directory) ---
     const bulk = (bulkData = new BulkData({

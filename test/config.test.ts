@@ -39,6 +39,7 @@ describe('loadConfig', () => {
       searchCursorTtlMs: 3600 * 1000,
       searchMaxIncludes: 1000,
       ferretdbPostgresUrl: undefined,
+      ferretdbSqlSearch: true,
       reindexWorker: true,
       reindexPollMs: 5000,
       reindexBatchSize: 200,
