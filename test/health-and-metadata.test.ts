@@ -152,7 +152,8 @@ describe('CapabilityStatement', () => {
       }
       for (const resource of rest.resource!) {
         let declared: boolean;
-        if (route.operation && route.types && !route.types.includes(resource.type!)) declared = !(resource.operation ?? []).some((o) => o.name === route.operation);
+        // (An operation of one name may be served for a type at another level: $export is Patient type-level and Group instance-level. --- bulk ---)
+        if (route.operation && route.types && !route.types.includes(resource.type!)) declared = !(resource.operation ?? []).some((o) => o.name === route.operation) || routes.some((r) => r.operation === route.operation && r.types?.includes(resource.type!));
         else if (route.operation) declared = (resource.operation ?? []).some((o) => o.name === route.operation);
         else if (route.conditional && route.interaction === 'update') declared = resource.conditionalUpdate === true;
         else if (route.conditional && route.interaction === 'delete') declared = resource.conditionalDelete === 'single' || resource.conditionalDelete === 'multiple';
