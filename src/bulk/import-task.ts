@@ -15,6 +15,8 @@ import type { BulkConfig, BulkData } from './service.js';
 import { Stopped, type BulkJobDoc, type BulkTaskDoc, type OutputFile } from './store.js';
 
 const CHECKPOINT_EVERY = 200;
+const WRITERS = 8;
+const lineOf = (o: OperationOutcome) => Number(/ line (\d+):/.exec(o.issue?.[0]?.diagnostics ?? '')?.[1] ?? 0);
 
 export interface ImportPlan {
   inputs: { type: string; url: string }[];
@@ -92,7 +94,8 @@ async function openLines(url: string, config: BulkConfig): Promise<{ lines: Asyn
 const lineOutcome = (task: BulkTaskDoc, lineNo: number, err: unknown): OperationOutcome => {
   const where = `${task.url} line ${lineNo}`;
   if (isOperationOutcomeError(err)) return { ...err.outcome, issue: (err.outcome.issue ?? []).map((i) => ({ ...i, diagnostics: `${where}: ${i.diagnostics ?? i.details?.text ?? ''}` })) };
-  return { resourceType: 'OperationOutcome', issue: [issue('error', 'invalid', `${where}: ${(err as Error).message.replace(/^line \d+: /, '')}`)] };
+  const text = `${where}: ${(err as Error).message.replace(/^line \d+: /, '')}`;
+  return { resourceType: 'OperationOutcome', issue: [{ ...issue('error', 'invalid', text), diagnostics: text }] };
 };
 
 /**
@@ -129,27 +132,51 @@ export async function runImportSlice(bulk: BulkData, job: BulkJobDoc, task: Bulk
     await bulk.store.tasks.updateOne({ _id: task._id }, { $set: set });
     Object.assign(task, set);
   };
+  // Lines are stored WRITERS at a time; lines with the same id keep their order (each waits for the one before).
+  let batch: Promise<void>[] = [];
+  const last = new Map<string, Promise<void>>();
+  const store = async (raw: string, n: number) => {
+    try {
+      const r = ndjsonResource(raw, n);
+      if (r.resourceType !== task.type) throw new Error(`a ${r.resourceType} in the input of ${task.type}`);
+      const key = r.id;
+      const prev = last.get(key);
+      const mine = (async () => {
+        await prev;
+        await repo.update(r as unknown as Resource);
+      })();
+      last.set(key, mine.catch(() => undefined));
+      await mine;
+      written++;
+    } catch (err) {
+      if (isOperationOutcomeError(err) && err.status >= 500) throw err;
+      failed++;
+      pending.push(lineOutcome(task, n, err));
+    }
+  };
+  const drain = async () => {
+    const results = await Promise.allSettled(batch);
+    batch = [];
+    last.clear();
+    const failure = results.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+    if (failure) throw failure.reason; // a server failure: the checkpoint stays before this batch, which is re-run
+    pending.sort((a, b) => lineOf(a) - lineOf(b));
+  };
   try {
     for await (const raw of input.lines) {
       lineNo++;
       if (lineNo <= task.line) continue;
       if (raw.trim()) {
-        try {
-          const r = ndjsonResource(raw, lineNo);
-          if (r.resourceType !== task.type) throw new Error(`a ${r.resourceType} in the input of ${task.type}`);
-          await repo.update(r as unknown as Resource);
-          written++;
-        } catch (err) {
-          if (isOperationOutcomeError(err) && err.status >= 500) throw err;
-          failed++;
-          pending.push(lineOutcome(task, lineNo, err));
-        }
+        batch.push(store(raw, lineNo));
+        if (batch.length % WRITERS === 0) await Promise.allSettled(batch.slice(-WRITERS));
       }
       if (lineNo % CHECKPOINT_EVERY === 0) {
+        await drain();
         await checkpoint(false);
         if (!more()) return false;
       }
     }
+    await drain();
     await checkpoint(true);
     return true;
   } finally {
