@@ -193,6 +193,17 @@ describe('/openapi.json', () => {
     expect(() => buildOpenApiDocument({ capability: withUnknown, operations: declaredOperations(), smart: smartEndpoints, compartmentTypes: [] })).toThrow(/\$undocumented on Patient is served but not documented/);
   });
 
+  // --- bulk: begin ---
+  it('documents the Bulk Data status and file routes beside the kick-off operations', () => {
+    expect(op('/_bulk/status/{id}', 'get').responses['202'].headers['X-Progress']).toBeDefined();
+    expect(op('/_bulk/status/{id}', 'delete').responses['202']).toBeDefined();
+    expect(Object.keys(op('/_bulk/files/{id}/{file}', 'get').responses['200'].content)).toEqual(['application/fhir+ndjson']);
+    expect(paramNames(doc, '/_bulk/files/{id}/{file}', 'get')).toEqual(['path:id', 'path:file']);
+    expect(op('/$export', 'get').description).toContain('http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export');
+    expect(op('/Group/{id}/$export', 'post').description).toContain('http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export');
+  });
+  // --- bulk: end ---
+
   it('declares the SMART oauth2 flows of /.well-known/smart-configuration with its scopes, and a bearer scheme', () => {
     const { smart: oauth, bearer } = doc.components.securitySchemes;
     expect(oauth.type).toBe('oauth2');
