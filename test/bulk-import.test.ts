@@ -6,7 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createServer, type Server } from 'node:http';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -139,5 +139,35 @@ describe('$import', () => {
     expect((await http('DELETE', loc, { token: t })).status).toBe(403);
     expect((await http('DELETE', loc)).status).toBe(202);
     expect((await http('GET', loc)).status).toBe(404);
+  });
+});
+
+describe('files in a local directory (BULK_FILE_STORE=directory)', () => {
+  it('an export writes its parts there, serves them and removes them on DELETE', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'bulk-files-'));
+    const d = await startTestServer({ JOBS_POLL_MS: '100', BULK_FILE_STORE: 'directory', BULK_FILE_DIR: root, BULK_FILE_MAX_RESOURCES: '2' });
+    try {
+      for (const id of ['dir-p1', 'dir-p2', 'dir-p3']) expect((await http('PUT', `${d.base}/Patient/${id}`, { body: patient({ id }) })).status).toBe(201);
+      const res = await http('GET', `${d.base}/$export?_type=Patient`, { headers: ASYNC });
+      expect(res.status).toBe(202);
+      const loc = res.headers.get('content-location')!;
+      const id = loc.split('/').pop()!;
+      let st = await http('GET', loc);
+      for (let i = 0; st.status === 202 && i < 300; i++) {
+        await sleep(100);
+        st = await http('GET', loc);
+      }
+      expect(st.status).toBe(200);
+      expect(st.body.output.map((o: any) => o.count)).toEqual([2, 1]);
+      expect((await readdir(join(root, id))).sort()).toEqual(st.body.output.map((o: any) => o.url.split('/').pop()).sort());
+      const file = await http('GET', st.body.output[1].url);
+      expect(JSON.parse(file.text.trim()).id).toBe('dir-p3');
+      expect(await d.running.mongo.db.collection('bulk_files.files').countDocuments({})).toBe(0);
+      expect((await http('DELETE', loc)).status).toBe(202);
+      expect(await readdir(root)).toEqual([]);
+    } finally {
+      await d.close();
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });
