@@ -9,7 +9,7 @@ import type { TaskQuery } from './store.js';
 
 /** The three spellings of NDJSON the Bulk Data IG requires a server to accept for `_outputFormat`. */
 export const OUTPUT_FORMATS = ['application/fhir+ndjson', 'application/ndjson', 'ndjson'];
-const KNOWN = new Set(['_outputFormat', '_since', '_type', '_typeFilter', '_elements', 'patient']);
+const KNOWN = new Set(['_outputFormat', '_since', '_type', '_typeFilter', '_elements', 'patient', '_format', '_pretty']);
 /** Search result parameters a `_typeFilter` query may not use (IG: no `_include`, `_sort`). */
 const RESULT_PARAMS = new Set(['_include', '_revinclude', '_sort', '_count', '_elements', '_summary', '_total', '_contained', '_containedType', '_cursor', '_type']);
 const INSTANT = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/;

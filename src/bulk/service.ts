@@ -54,6 +54,7 @@ export const STATUS_PATH = '_bulk/status';
 export const FILES_PATH = '_bulk/files';
 
 const PAGE = 500;
+const MAX_TASK_FAILURES = 5;
 
 
 /**
@@ -181,8 +182,19 @@ export class BulkData {
       if (isOperationOutcomeError(err) && err.status < 500) {
         await this.store.tasks.updateOne({ _id: taskId }, { $set: { done: true }, $push: { errors: withContext(err.outcome, `${task.type}: `) } });
         finished = true;
-      } else throw err;
+      } else if ((task.failures ?? 0) + 1 >= MAX_TASK_FAILURES) {
+        // The job queue retries a failing slice; after a few failures in a row the type ends with an error entry
+        // instead of leaving the whole request in progress for ever.
+        this.deps.logger.error({ err, job: job._id, task: taskId, type: task.type }, 'bulk task failed for good');
+        const outcome: OperationOutcome = { resourceType: 'OperationOutcome', issue: [{ ...issue('error', 'exception', `${task.type}: the ${job.kind} of this type failed after ${MAX_TASK_FAILURES} attempts; what was written before is in the output`), diagnostics: `${task.type}: failed` }] };
+        await this.store.tasks.updateOne({ _id: taskId }, { $set: { done: true }, $push: { errors: outcome } });
+        finished = true;
+      } else {
+        await this.store.tasks.updateOne({ _id: taskId }, { $inc: { failures: 1 } });
+        throw err;
+      }
     }
+    if (task.failures && !finished) await this.store.tasks.updateOne({ _id: taskId }, { $set: { failures: 0 } });
     if (finished) await this.queue().scheduleUnique(BULK_FINALIZE_JOB, `bulk-finalize:${job._id}`, new Date(), { job: job._id });
     else await this.queue().scheduleUnique(BULK_TASK_JOB, `bulk:${taskId}`, new Date(), { task: taskId, job: job._id });
   }

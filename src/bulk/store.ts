@@ -88,6 +88,8 @@ export interface BulkTaskDoc {
   failed: number;
   total?: number;
   errors: OperationOutcome[];
+  /** Slices that failed in a row (server errors); the task gives up after a few. */
+  failures?: number;
   done: boolean;
 }
 
