@@ -267,7 +267,7 @@ describe('status and cancellation', () => {
   let idle: TestServer;
   beforeAll(async () => {
     // A server whose job runner is off: the export stays in progress for as long as the test looks at it.
-    idle = await startTestServer({ JOBS_ENABLED: 'false', BULK_RETRY_AFTER_SECONDS: '3' });
+    idle = await startTestServer({ JOBS_ENABLED: 'false', BULK_RETRY_AFTER_SECONDS: '3', BULK_MAX_ACTIVE_PER_CLIENT: '1' });
     await http('PUT', `${idle.base}/Patient/bx-idle`, { body: patient({ id: 'bx-idle' }) });
   });
   afterAll(async () => {
@@ -288,6 +288,18 @@ describe('status and cancellation', () => {
     const gone = await http('GET', loc);
     expect({ status: gone.status, type: gone.body?.resourceType }).toEqual({ status: 404, type: 'OperationOutcome' });
     expect(await idle.running.mongo.db.collection('jobs').countDocuments({ 'data.job': loc.split('/').pop() })).toBe(0);
+  });
+
+  it('one request in progress per client here: a second kick-off is a 429 with Retry-After until the first is cancelled', async () => {
+    const first = await kickOff(`${idle.base}/$export?_type=Patient`);
+    expect(first.status).toBe(202);
+    const second = await kickOff(`${idle.base}/Patient/$export`);
+    expect({ status: second.status, type: second.body?.resourceType }).toEqual({ status: 429, type: 'OperationOutcome' });
+    expect(Number(second.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect((await http('DELETE', first.headers.get('content-location')!)).status).toBe(202);
+    const third = await kickOff(`${idle.base}/$export?_type=Patient`);
+    expect(third.status).toBe(202);
+    expect((await http('DELETE', third.headers.get('content-location')!)).status).toBe(202);
   });
 
   it('DELETE after completion removes the files (404 for them)', async () => {
