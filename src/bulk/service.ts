@@ -68,6 +68,8 @@ export class BulkData {
   readonly files: FileStore;
   /** Set by the composition root once the job runner exists. */
   jobs?: JobQueue;
+  /** This process's name in the tasks' `writers` (which processes wrote parts of a task). */
+  readonly id = randomUUID();
   private stopping = false;
   private readonly running = new Set<Promise<unknown>>();
 
@@ -174,6 +176,7 @@ export class BulkData {
     const more = () => !this.stopping && Date.now() < deadline;
     let finished = false;
     this.deps.logger.debug({ task: taskId, type: task.type, q: task.q, part: task.part }, 'bulk task slice');
+    await this.store.tasks.updateOne({ _id: taskId }, { $inc: { slices: 1 } });
     try {
       finished = job.kind === 'export' ? await this.exportSlice(job, task, repo, more) : await runImportSlice(this, job, task, repo, more);
     } catch (err) {
@@ -245,7 +248,7 @@ export class BulkData {
         }
         Object.assign(set, { part: task.part + 1, files: [...task.files, file], written: task.written + lines.length });
       }
-      await this.store.tasks.updateOne({ _id: task._id }, { $set: { ...set, cursor: set.cursor ?? null } as never });
+      await this.store.tasks.updateOne({ _id: task._id }, { $set: { ...set, cursor: set.cursor ?? null } as never, ...(lines.length ? { $addToSet: { writers: this.id } } : {}) });
       Object.assign(task, set);
     }
     return true;

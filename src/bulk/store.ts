@@ -88,6 +88,9 @@ export interface BulkTaskDoc {
   failed: number;
   total?: number;
   errors: OperationOutcome[];
+  /** Slices run so far (each ends with a checkpoint), and the processes (BulkData.id) that wrote parts. */
+  slices?: number;
+  writers?: string[];
   /** Slices that failed in a row (server errors); the task gives up after a few. */
   failures?: number;
   done: boolean;
