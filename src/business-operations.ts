@@ -14,6 +14,10 @@ import type { Billing } from './billing/billing.js';
 import { billingOperations } from './billing/billing-operations.js';
 // --- billing: end ---
 import { subscriptionOperations, type SubscriptionOperationPorts } from './subscriptions/operations.js';
+// --- bulk: begin ---
+import { bulkOperations } from './bulk/operations.js';
+import type { BulkData } from './bulk/service.js';
+// --- bulk: end ---
 
 /** The services the business operations act through (built in server.ts). */
 export interface BusinessServices {
@@ -25,6 +29,10 @@ export interface BusinessServices {
   system: FhirRepository;
   /** Subscription events and status ($status, $events). */
   subscriptions: SubscriptionOperationPorts;
+  // --- bulk: begin ---
+  /** Bulk Data $export/$import kick-offs. */
+  bulk: BulkData;
+  // --- bulk: end ---
   // --- billing: begin ---
   /** Invoices, payments and refunds (src/billing/). */
   billing: Billing;
@@ -41,6 +49,7 @@ export function businessOperations(services: BusinessServices): BusinessOperatio
     eligibilityOperation(services),
     onboardingStatusOperation(services),
     ...subscriptionOperations(() => services.subscriptions),
+    ...bulkOperations(() => services.bulk), // --- bulk ---
     // --- billing: begin ---
     ...billingOperations({ billing: () => services.billing }),
     // --- billing: end ---

@@ -81,6 +81,10 @@ import type { FhirRepository } from './fhir/storage/repository.js';
 import { SideWriteHooks } from './fhir/storage/side-writes.js';
 import { InProcessResourceCache, RedisResourceCache } from './infra/resource-cache.js';
 import { Subscriptions } from './subscriptions/service.js';
+// --- bulk: begin (imports) ---
+import { BulkData } from './bulk/service.js';
+import { bulkRoutes } from './bulk/routes.js';
+// --- bulk: end ---
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import type { Db } from 'mongodb';
 
@@ -121,6 +125,10 @@ export interface RunningServer {
   notifications: NotificationService;
   /** Subscriptions: outbox, fan-out and delivery (src/subscriptions/). */
   subscriptions: Subscriptions;
+  // --- bulk: begin ---
+  /** Bulk Data $export/$import: jobs, file store (src/bulk/). */
+  bulk: BulkData;
+  // --- bulk: end ---
   close(): Promise<void>;
 }
 
@@ -192,6 +200,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let metricsListener: { url: string; close(): Promise<void> } | undefined;
   let accessCache: AccessContextCache | undefined;
   let subscriptions: Subscriptions | undefined;
+  let bulkData: BulkData | undefined;
   let billingRef: Billing | undefined;
   try {
     const storage = createCollections(mongo.db, mongo.isFerretDB, config.ferretdbPostgresUrl, logger);
@@ -323,8 +332,18 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       baseUrl: () => `${publicBase}${FHIR_MOUNT}`, config: config.subscriptions,
     }));
     const practitionerDecorate = auth.decorate;
-    auth.decorate = (scoped, access) => subs.decorate(practitionerDecorate ? practitionerDecorate(scoped, access) : scoped, access);
+    // Inside the practitioner rules: business operations find their ports on the outermost repository.
+    auth.decorate = (scoped, access) => (practitionerDecorate ? practitionerDecorate(subs.decorate(scoped, access), access) : subs.decorate(scoped, access));
     // --- subscriptions: end ---
+    // --- bulk: begin (tasks run on the job queue as the caller who kicked them off; files in GridFS or a directory) ---
+    const bulk = (bulkData = new BulkData({
+      db: mongo.db, config: config.bulk, logger,
+      repositoryFor: (access) => auth.repositoryFor(access),
+      accessContext: (authorization) => auth.accessContext(authorization),
+      baseUrl: () => `${publicBase}${FHIR_MOUNT}`,
+    }));
+    await bulk.init();
+    // --- bulk: end ---
     // --- notifications, jobs, reviews: begin ---
     // Notices go out on the channels each user chose (preferences at /auth/preferences); reminders, booking
     // notices and no-show marking run as durable jobs in any process, each once (jobs/job-runner.ts says why not agenda). Jobs and the rating recompute
@@ -334,8 +353,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const notifications = new NotificationService({ repo, mailer, store: notificationStore, logger });
     jobs = await initJobs({
       db: mongo.db, logger, enabled: config.jobsEnabled, pollMs: config.jobsPollMs, lockLifetimeMs: 10 * 60_000,
-      definitions: jobDefinitions({ repo, notifications, logger, noShowGraceMinutes: config.noShowGraceMinutes, noShowEveryMs: 5 * 60_000 }),
+      definitions: jobDefinitions({ repo, notifications, logger, noShowGraceMinutes: config.noShowGraceMinutes, noShowEveryMs: 5 * 60_000 }, bulk.jobDefinitions()),
     });
+    bulk.jobs = jobs; // --- bulk ---
     const reminders = new Reminders({ jobs, offsetsMs: config.reminderOffsetsMs });
     booking.hooks = new AppointmentNotices({ jobs, reminders }).hooks(logger);
     app.use(preferenceRoutes(notificationStore, {
@@ -380,7 +400,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     // Business operations register themselves (each module's own list); the REST layer serves them and the
     // CapabilityStatement and OperationDefinitions describe them from the same registry.
     const operations = new OperationRegistry().register(
-      ...businessOperations({ booking, ratings, payers, system: repo, subscriptions: subs, billing }),
+      ...businessOperations({ booking, ratings, payers, system: repo, subscriptions: subs, bulk, billing }),
     );
     const fhirRoutes = serverRoutes(operations.list());
     await publishOperationDefinitions(repo, operations);
@@ -416,6 +436,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       multipart: false,
       parsedMethods: [HttpMethodEnum.POST, HttpMethodEnum.PUT, HttpMethodEnum.PATCH],
     });
+    // --- bulk: begin (status and file endpoints, before the FHIR router) ---
+    app.use(bulkRoutes(bulk, FHIR_MOUNT).routes());
+    // --- bulk: end ---
     fhir.all(['/', '/{*rest}'], body, endpoint);
     app.use(fhir.routes());
 
@@ -439,7 +462,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const store = kv;
     const mail = mailer;
     return {
-      server, url, metricsUrl: metricsListener?.url, mongo, kv: store, repo, sideWrites, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications, subscriptions: subs,
+      server, url, metricsUrl: metricsListener?.url, mongo, kv: store, repo, sideWrites, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications, subscriptions: subs, bulk,
       async close() {
         clearInterval(holdSweep);
         billingRef?.stop();
@@ -447,6 +470,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         await subs.stop();
         await metricsListener?.close();
         await accessCache?.stop();
+        bulk.stop(); // --- bulk: running slices checkpoint and hand their task back ---
         await jobs!.close(config.shutdownTimeoutMs); // running jobs finish while mail and MongoDB are still open
         await accounts.idle(); // e-mails of the last requests
         await mail.close();
@@ -461,6 +485,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     billingRef?.stop();
     await subscriptions?.stop().catch(() => undefined);
     await metricsListener?.close().catch(() => undefined);
+    bulkData?.stop();
     await jobs?.close(1000).catch(() => undefined);
     await mailer?.close().catch(() => undefined);
     await custom?.stop().catch(() => undefined);

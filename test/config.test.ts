@@ -60,9 +60,27 @@ describe('loadConfig', () => {
       passwordResetUrl: undefined,
       rateLimits: { enabled: true, algorithm: 'sliding-window', windowMs: 60_000, perClient: 600, perUser: 300, perIp: 1200, signInPerIp: 60 },
       subscriptions: { enabled: true, endpointAllowlist: [], retryMs: 24 * 3600_000, backoffBaseMs: 5000, backoffMaxMs: 15 * 60_000, pollMs: 1000, leaseMs: 60_000, defaultTimeoutSeconds: 10, propagationMs: 10_000 },
+      // --- bulk: begin ---
+      bulk: {
+        fileStore: 'gridfs', fileDir: undefined, maxResourcesPerFile: 100_000, expiryMs: 24 * 3_600_000, sliceMs: 10_000, retryAfterSeconds: 5,
+        maxActivePerClient: 3, importDir: undefined, importOrigins: [], sweepMs: 5 * 60_000,
+      },
+      // --- bulk: end ---
       stripe: { secretKey: undefined, webhookSecret: undefined, apiBase: undefined },
     });
   });
+
+  // --- bulk: begin ---
+  it('reads bulk data settings (file store, part size, expiry, import sources) and refuses bad ones by name', () => {
+    expect(loadConfig({ BULK_FILE_STORE: 'directory', BULK_FILE_DIR: '/var/lib/medivoy/bulk', BULK_FILE_MAX_RESOURCES: '5000', BULK_FILE_EXPIRY: '2h', BULK_IMPORT_ORIGINS: 'https://files.example.org' }).bulk)
+      .toMatchObject({ fileStore: 'directory', fileDir: '/var/lib/medivoy/bulk', maxResourcesPerFile: 5000, expiryMs: 7_200_000, importOrigins: ['https://files.example.org'] });
+    const problems = configError({ BULK_FILE_STORE: 'directory', BULK_FILE_EXPIRY: 'soon', BULK_IMPORT_ORIGINS: 'https://x.example/path', BULK_FILE_MAX_RESOURCES: '0' }).problems.join();
+    expect(problems).toMatch(/BULK_FILE_DIR/);
+    expect(problems).toMatch(/BULK_FILE_EXPIRY/);
+    expect(problems).toMatch(/BULK_IMPORT_ORIGINS/);
+    expect(problems).toMatch(/BULK_FILE_MAX_RESOURCES/);
+  });
+  // --- bulk: end ---
 
   // --- billing: begin ---
   it('reads the Stripe keys and refuses malformed ones by name', () => {

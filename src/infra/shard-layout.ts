@@ -48,6 +48,11 @@ export const SHARD_LAYOUT: ShardRule[] = [
   { collection: 'notification_preferences', key: 'unsharded', why: 'One small document per user.' },
   { collection: 'notification_deliveries', key: 'unsharded', why: 'Per-notice delivery records, unique per notice (`_id`), aged out.' },
   { collection: 'reindex_jobs', key: 'unsharded', why: 'A few re-index jobs of custom SearchParameters.' },
+  { collection: 'subscription_outbox', key: 'unsharded', why: 'Committed changes waiting for fan-out (`_id` = the version), removed once fanned out: small.' },
+  { collection: 'subscription_events', key: { _id: 1 }, why: "A subscription's numbered events, `_id` = subscription and event number: ranged on `_id`, one subscription's events stay together for ordered delivery." },
+  { collection: 'subscription_counters', key: 'unsharded', why: 'One event counter per subscription.' },
+  { collection: 'subscription_states', key: 'unsharded', why: 'One delivery state per subscription.' },
+  { collection: 'subscription_leases', key: 'unsharded', why: 'Short-lived delivery and fan-out leases.' },
   { collection: '_txn_probe', key: 'unsharded', why: 'The start-up probe for transaction support.' },
 ];
 
