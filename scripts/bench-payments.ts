@@ -133,7 +133,7 @@ try {
   for (const a of odd.slice(0, 3)) console.log(`booking without a kept payment: Appointment/${a.id}: invoice ${JSON.stringify(byAppointment.get(`Appointment/${a.id}`)?.status)} notes ${JSON.stringify(byAppointment.get(`Appointment/${a.id}`)?.note?.map((n: any) => n.text))}`);
   const p = percentiles(ms);
   console.log(`flows: ${PATIENTS} in ${seconds.toFixed(1)} s = ${(PATIENTS / seconds).toFixed(1)} patients/s (p50 ${p.p50.toFixed(0)} ms, p95 ${p.p95.toFixed(0)} ms per patient, late payers wait ${HOLD_SECONDS + 1.5} s)`);
-  console.log(`holds: ${outcome.holds} (refused while taken: ${outcome.holdRefused}); $pay started: ${outcome.payStarted} (hold lapsed before $pay: ${outcome.lapsedBeforePaying}); payment events: ${outcome.succeededEvents} (+ as many duplicates)`);
+  console.log(`holds: ${outcome.holds} (refused while taken: ${outcome.holdRefused}); $pay started: ${outcome.payStarted} (hold lapsed before $pay: ${outcome.lapsedBeforePaying}); payment events: ${outcome.succeededEvents} (+ as many duplicates), answered booked: ${outcome.booked}`);
   console.log(`bookings: ${bookings}; successful payments: ${payments}; refunds: ${refunds}; late payments (refunded): ${outcome.lateRefunded} (slow payers: ${outcome.late}); double bookings: ${doubles}; errors: ${outcome.errors}`);
   if (errorSamples.length) console.log(`error samples: ${errorSamples.slice(0, 5).join(' | ')}`);
   const ok = doubles === 0 && bookings === payments - refunds && refunds === outcome.lateRefunded && outcome.errors === 0;
@@ -141,6 +141,7 @@ try {
   if (!ok) process.exitCode = 1;
 } finally {
   await Promise.all(servers.map((s) => s.stop()));
-  await db.dropDatabase();
+  if (process.env.BENCH_KEEP_DB) console.log(`kept database ${dbName}`);
+  else await db.dropDatabase();
   await client.close();
 }
