@@ -234,7 +234,7 @@ export class Payments {
     const apptRef = appointmentOfInvoice(invoice);
     const appointment = apptRef ? await this.invoicing.read<Appointment>(apptRef) : undefined;
     if (invoice.status === 'cancelled' || !appointment || appointment.status === 'cancelled' || appointment.status === 'noshow') {
-      const refund = await this.refundSettlement(invoiceId, paid.minor, 'The appointment was released before the payment arrived', true);
+      const refund = await this.refundRest(invoiceId, 'The appointment was released before the payment arrived', true);
       return { invoice: attempt.invoice, latePayment: true, refund };
     }
     if (appointment.status === 'proposed' && this.booking) {
@@ -243,7 +243,7 @@ export class Payments {
       } catch (err) {
         if (!isOperationOutcomeError(err) || (err.status !== 409 && err.status !== 404)) throw err;
         // Refunded (and the invoice cancelled) first, so the cancellation's own refund rule finds nothing paid.
-        const refund = await this.refundSettlement(invoiceId, paid.minor, 'The hold lapsed and the slot was taken before the payment arrived', true);
+        const refund = await this.refundRest(invoiceId, 'The hold lapsed and the slot was taken before the payment arrived', true);
         await this.booking.cancel(apptRef!, 'The hold lapsed before the payment arrived').catch(() => undefined);
         return { invoice: attempt.invoice, latePayment: true, refund };
       }
@@ -335,6 +335,24 @@ export class Payments {
     if (want > left) throw errors.businessRule(`A refund of ${want} minor units is more than the ${left} left of the payment of Invoice/${invoice.id} (${settlement.amount} paid, ${settlement.refunded} refunded)`);
     if (want <= 0) throw errors.conflict(`Invoice/${invoice.id} has been refunded in full`);
     return this.refundSettlement(invoice.id!, want, reason ?? 'Refund', false);
+  }
+
+  /**
+   * A late payment given back: what is left of it (the appointment's cancellation may have refunded it meanwhile,
+   * when the lapsed-hold sweep of another process released the hold while this payment was being recorded).
+   */
+  private async refundRest(invoiceId: string, reason: string, cancelInvoice: boolean) {
+    for (let i = 0; i < 5; i++) {
+      const s = await this.settlements.findOne({ _id: `Invoice/${invoiceId}` });
+      const left = s ? s.amount - s.refunded : 0;
+      if (left <= 0) return { alreadyRefunded: true, amount: s?.refunded ?? 0 };
+      try {
+        return await this.refundSettlement(invoiceId, left, reason, cancelInvoice);
+      } catch (err) {
+        if (!isOperationOutcomeError(err) || err.status !== 422) throw err; // a concurrent refund took part of it: look again
+      }
+    }
+    throw errors.conflict(`Invoice/${invoiceId}: refunds are being made concurrently; try again`);
   }
 
   /** Reserves `amount` of the settlement (compare-and-set), refunds it through Stripe and records it. */
