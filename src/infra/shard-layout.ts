@@ -53,6 +53,10 @@ export const SHARD_LAYOUT: ShardRule[] = [
   { collection: 'subscription_counters', key: 'unsharded', why: 'One event counter per subscription.' },
   { collection: 'subscription_states', key: 'unsharded', why: 'One delivery state per subscription.' },
   { collection: 'subscription_leases', key: 'unsharded', why: 'Short-lived delivery and fan-out leases.' },
+  { collection: 'bulk_jobs', key: 'unsharded', why: 'One document per Bulk Data export/import request: few, short-lived (expired ones swept).' },
+  { collection: 'bulk_tasks', key: 'unsharded', why: 'The per-type tasks of each bulk request with their checkpoints: a handful per request.' },
+  { collection: 'bulk_files.files', key: 'unsharded', why: 'GridFS file entries of export output (one per NDJSON part), expired with their request.' },
+  { collection: 'bulk_files.chunks', key: { files_id: 1, n: 1 }, why: "GridFS chunks: MongoDB's recommended shard key for GridFS, the unique `files_id`+`n` index is that key, so one file's chunks stay together." },
   { collection: '_txn_probe', key: 'unsharded', why: 'The start-up probe for transaction support.' },
 ];
 
