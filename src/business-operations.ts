@@ -10,6 +10,10 @@ import type { PayerAdapters } from './insurance/payer-adapter.js';
 import { eligibilityOperation } from './insurance/eligibility.js';
 import { onboardingStatusOperation } from './onboarding/onboarding-operation.js';
 import { subscriptionOperations, type SubscriptionOperationPorts } from './subscriptions/operations.js';
+// --- analytics: begin ---
+import type { AnalyticsService } from './analytics/analytics-service.js';
+import { analyticsOperations } from './analytics/operations.js';
+// --- analytics: end ---
 
 /** The services the business operations act through (built in server.ts). */
 export interface BusinessServices {
@@ -21,6 +25,10 @@ export interface BusinessServices {
   system: FhirRepository;
   /** Subscription events and status ($status, $events). */
   subscriptions: SubscriptionOperationPorts;
+  // --- analytics: begin ---
+  /** Figures and reports ($analytics, $analytics-report). */
+  analytics: AnalyticsService;
+  // --- analytics: end ---
 }
 
 /** Every business operation of the product, each from its own module; server.ts registers them. */
@@ -33,6 +41,9 @@ export function businessOperations(services: BusinessServices): BusinessOperatio
     eligibilityOperation(services),
     onboardingStatusOperation(services),
     ...subscriptionOperations(() => services.subscriptions),
+    // --- analytics: begin ---
+    ...analyticsOperations(() => services.analytics),
+    // --- analytics: end ---
   ];
 }
 

@@ -76,6 +76,11 @@ import type { FhirRepository } from './fhir/storage/repository.js';
 import { SideWriteHooks } from './fhir/storage/side-writes.js';
 import { InProcessResourceCache, RedisResourceCache } from './infra/resource-cache.js';
 import { Subscriptions } from './subscriptions/service.js';
+// --- analytics (imports) ---
+import { AnalyticsProjection } from './analytics/projection.js';
+import { AnalyticsCache } from './analytics/cache.js';
+import { AnalyticsService } from './analytics/analytics-service.js';
+// --- end analytics ---
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import type { Db } from 'mongodb';
 
@@ -319,6 +324,13 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const practitionerDecorate = auth.decorate;
     auth.decorate = (scoped, access) => subs.decorate(practitionerDecorate ? practitionerDecorate(scoped, access) : scoped, access);
     // --- subscriptions: end ---
+    // --- analytics: begin (projection kept by a change log written with every version; figures cached per scope) ---
+    const analyticsProjection = new AnalyticsProjection(mongo.db, repo, (orgs) => analyticsCache.invalidate(orgs));
+    const analyticsCache = new AnalyticsCache(kv, config.mongodbDb, config.analytics.cacheMs);
+    await analyticsProjection.init();
+    sideWrites.add(analyticsProjection.hook);
+    const analytics = new AnalyticsService({ projection: analyticsProjection, cache: analyticsCache, system: repo, config: config.analytics });
+    // --- analytics: end ---
     // --- notifications, jobs, reviews: begin ---
     // Notices go out on the channels each user chose (preferences at /auth/preferences); reminders, booking
     // notices and no-show marking run as durable jobs in any process, each once (jobs/job-runner.ts says why not agenda). Jobs and the rating recompute
@@ -350,7 +362,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     // Business operations register themselves (each module's own list); the REST layer serves them and the
     // CapabilityStatement and OperationDefinitions describe them from the same registry.
     const operations = new OperationRegistry().register(
-      ...businessOperations({ booking, ratings, payers, system: repo, subscriptions: subs }),
+      ...businessOperations({ booking, ratings, payers, system: repo, subscriptions: subs, analytics }),
     );
     const fhirRoutes = serverRoutes(operations.list());
     await publishOperationDefinitions(repo, operations);

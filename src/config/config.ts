@@ -64,6 +64,10 @@ export interface Config {
   subscriptions: import('../subscriptions/service.js').SubscriptionConfig;
   /** How often a process looks for due jobs. */
   jobsPollMs: number;
+  // --- analytics: begin ---
+  /** $analytics: how long computed figures stay cached (ANALYTICS_CACHE_SECONDS; 0: off) and the longest period (ANALYTICS_MAX_PERIOD_DAYS). */
+  analytics: { cacheMs: number; maxPeriodDays: number };
+  // --- analytics: end ---
   /** Appointment reminders go out this long before the start, one per offset (REMINDER_OFFSETS, e.g. 24h,2h,30m). */
   reminderOffsetsMs: number[];
   /** A booked appointment is marked no-show this long after its end without arrival. */
@@ -276,6 +280,10 @@ export function loadConfig(env: Env = process.env): Config {
   if (subscriptions.defaultTimeoutSeconds * 1000 * 2 + 4_000 > subscriptions.leaseMs) problems.push('SUBSCRIPTION_LEASE_MS must exceed twice SUBSCRIPTION_TIMEOUT_SECONDS plus 4 seconds');
   // --- subscriptions: end ---
 
+  // --- analytics: begin ---
+  const analytics = { cacheMs: int('ANALYTICS_CACHE_SECONDS', 300, 0, 86400) * 1000, maxPeriodDays: int('ANALYTICS_MAX_PERIOD_DAYS', 366, 1, 3660) };
+  // --- analytics: end ---
+
   if (problems.length) throw new ConfigError(problems);
   return {
     nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, mongodbConnectTimeoutMs, metricsListen, accessCacheMs, resourceCacheMs, redisUrl, logLevel, maxBodySize, corsOrigins,
@@ -285,5 +293,6 @@ export function loadConfig(env: Env = process.env): Config {
     jobsEnabled, jobsPollMs, reminderOffsetsMs, noShowGraceMinutes, ratingSearchParameter,
     smtpUrl, mailFrom, authMaxFailures, authMaxFailuresPerIp, authLockoutMs, passwordResetTtlMs, passwordResetUrl,
     rateLimits, subscriptions,
+    analytics,
   };
 }

@@ -1,0 +1,118 @@
+import type { Collection, Db } from 'mongodb';
+import type { FhirRepository } from '../fhir/storage/repository.js';
+import type { SideWriteHook } from '../fhir/storage/side-writes.js';
+import { FACTS, factsOf, PROJECTED_TYPES, readerFor, type Fact } from './facts.js';
+
+export const CHANGES = 'analytics_changes';
+/** A change whose version has not appeared after this long was never written (its writer failed or died). */
+const ABANDON_MS = 60_000;
+const BATCH = 500;
+
+interface Change {
+  _id: string; // Type/id/version
+  ref: string;
+  v: number;
+  at: Date;
+}
+
+/**
+ * Keeps `analytics_facts` up to date. Every write of a projected type leaves a change entry in the same
+ * unit of work as its version (a side write, src/fhir/storage/side-writes.ts); before any figure is
+ * computed, `catchUp` derives the facts of the changed resources again from their current versions and
+ * removes the entries it has applied. Any number of processes may catch up at once: facts are replaced only
+ * by later versions, and an entry is removed only once the fact reflects its version (without transactions
+ * the entry is written before its version, so a catch-up in between keeps it for the next one).
+ */
+export class AnalyticsProjection {
+  readonly facts: Collection<Fact>;
+  private readonly changes: Collection<Change>;
+  private running?: Promise<Set<string>>;
+
+  constructor(db: Db, private readonly repo: FhirRepository, private readonly onScopesChanged: (orgs: Set<string>) => Promise<void>) {
+    this.facts = db.collection<Fact>(FACTS);
+    this.changes = db.collection<Change>(CHANGES);
+  }
+
+  async init(): Promise<void> {
+    await this.facts.createIndex({ kind: 1, org: 1, ms: 1 });
+    await this.facts.createIndex({ kind: 1, ms: 1 });
+    await this.changes.createIndex({ at: 1 });
+  }
+
+  /** The side-write hook the repository calls for every version. */
+  readonly hook: SideWriteHook = ({ version }) => {
+    if (!(PROJECTED_TYPES as readonly string[]).includes(version.resourceType)) return [];
+    const ref = `${version.resourceType}/${version.id}`;
+    return [{ collection: CHANGES, doc: { _id: `${ref}/${version.versionId}`, ref, v: Number(version.versionId) || 0, at: new Date() } }];
+  };
+
+  /** Applies pending changes; one run at a time per process (concurrent callers share it). */
+  catchUp(): Promise<Set<string>> {
+    if (!this.running) {
+      this.running = this.apply().finally(() => (this.running = undefined));
+    }
+    return this.running;
+  }
+
+  private async apply(): Promise<Set<string>> {
+    const touched = new Set<string>();
+    for (;;) {
+      const batch = await this.changes.find({}).sort({ at: 1 }).limit(BATCH).toArray();
+      if (!batch.length) break;
+      const read = readerFor(this.repo);
+      const done: string[] = [];
+      const refs = [...new Set(batch.map((c) => c.ref))];
+      const applied = new Map<string, number>();
+      const queue = [...refs];
+      const seen = new Set<string>();
+      while (queue.length) {
+        const ref = queue.shift()!;
+        if (seen.has(ref)) continue;
+        seen.add(ref);
+        const { facts, dependents } = await factsOf(ref, this.repo, read);
+        queue.push(...dependents);
+        const previous = await this.facts.findOne({ _id: ref });
+        for (const o of [previous?.org, ...(previous?.orgs ?? [])]) if (o) touched.add(o);
+        if (!facts.length) {
+          if (previous) await this.facts.deleteOne({ _id: ref });
+          applied.set(ref, Number.MAX_SAFE_INTEGER);
+          continue;
+        }
+        for (const f of facts) {
+          for (const o of [f.org, ...(f.orgs ?? [])]) if (o) touched.add(o);
+          if (!previous || previous.v <= f.v) await this.facts.replaceOne({ _id: f._id }, f, { upsert: true }).catch(ignoreDuplicate);
+          applied.set(ref, Math.max(f.v, previous?.v ?? 0));
+        }
+      }
+      const now = Date.now();
+      for (const c of batch) {
+        if ((applied.get(c.ref) ?? -1) >= c.v || now - c.at.getTime() > ABANDON_MS) done.push(c._id);
+      }
+      if (touched.size === 0) touched.add('*');
+      if (done.length) await this.changes.deleteMany({ _id: { $in: done } });
+      await this.onScopesChanged(touched);
+      if (done.length < batch.length) break; // the rest wait for their versions
+    }
+    return touched;
+  }
+
+  /**
+   * Rebuilds every fact from the repository (data stored before this module, or a changed definition):
+   * queues a change for every current resource of the projected types, then catches up.
+   */
+  async rebuild(): Promise<number> {
+    let n = 0;
+    for (const type of PROJECTED_TYPES) {
+      const versions = await this.repo.findByCriteria(type, '', 1_000_000);
+      const docs = versions.map((v) => ({ _id: `${type}/${v.id}/${v.versionId}`, ref: `${type}/${v.id}`, v: Number(v.versionId) || 0, at: new Date() }));
+      for (let i = 0; i < docs.length; i += BATCH) await this.changes.insertMany(docs.slice(i, i + BATCH), { ordered: false }).catch(ignoreDuplicate);
+      n += docs.length;
+    }
+    await this.catchUp();
+    return n;
+  }
+}
+
+function ignoreDuplicate(err: unknown): void {
+  if ((err as { code?: number }).code !== 11000) throw err;
+}
