@@ -13,6 +13,8 @@ import { subscriptionOperations, type SubscriptionOperationPorts } from './subsc
 // --- analytics: begin ---
 import type { AnalyticsService } from './analytics/analytics-service.js';
 import { analyticsOperations } from './analytics/operations.js';
+import type { AnalyticsReports } from './analytics/reports/report-jobs.js';
+import { reportOperations } from './analytics/reports/report-operations.js';
 // --- analytics: end ---
 
 /** The services the business operations act through (built in server.ts). */
@@ -28,6 +30,7 @@ export interface BusinessServices {
   // --- analytics: begin ---
   /** Figures and reports ($analytics, $analytics-report). */
   analytics: AnalyticsService;
+  analyticsReports: AnalyticsReports;
   // --- analytics: end ---
 }
 
@@ -43,6 +46,7 @@ export function businessOperations(services: BusinessServices): BusinessOperatio
     ...subscriptionOperations(() => services.subscriptions),
     // --- analytics: begin ---
     ...analyticsOperations(() => services.analytics),
+    ...reportOperations(() => ({ analytics: services.analytics, reports: services.analyticsReports })),
     // --- analytics: end ---
   ];
 }

@@ -80,6 +80,8 @@ import { Subscriptions } from './subscriptions/service.js';
 import { AnalyticsProjection } from './analytics/projection.js';
 import { AnalyticsCache } from './analytics/cache.js';
 import { AnalyticsService } from './analytics/analytics-service.js';
+import { AnalyticsReports } from './analytics/reports/report-jobs.js';
+import { confineReports } from './analytics/reports/report-access.js';
 // --- end analytics ---
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import type { Db } from 'mongodb';
@@ -330,6 +332,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     await analyticsProjection.init();
     sideWrites.add(analyticsProjection.hook);
     const analytics = new AnalyticsService({ projection: analyticsProjection, cache: analyticsCache, system: repo, config: config.analytics });
+    // Reports are jobs on the job runner; their Binary/DocumentReference read only for who may see the figures.
+    const analyticsReports = new AnalyticsReports({ db: mongo.db, system: repo, analytics: () => analytics, jobs: () => jobs!, logger, baseUrl: () => `${publicBase}${FHIR_MOUNT}` });
+    const reportDecorate = auth.decorate;
+    auth.decorate = (scoped, access) => confineReports(reportDecorate ? reportDecorate(scoped, access) : scoped, access);
     // --- analytics: end ---
     // --- notifications, jobs, reviews: begin ---
     // Notices go out on the channels each user chose (preferences at /auth/preferences); reminders, booking
@@ -340,7 +346,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const notifications = new NotificationService({ repo, mailer, store: notificationStore, logger });
     jobs = await initJobs({
       db: mongo.db, logger, enabled: config.jobsEnabled, pollMs: config.jobsPollMs, lockLifetimeMs: 10 * 60_000,
-      definitions: jobDefinitions({ repo, notifications, logger, noShowGraceMinutes: config.noShowGraceMinutes, noShowEveryMs: 5 * 60_000 }),
+      definitions: jobDefinitions({ repo, notifications, logger, noShowGraceMinutes: config.noShowGraceMinutes, noShowEveryMs: 5 * 60_000 }, [analyticsReports.job()]),
     });
     const reminders = new Reminders({ jobs, offsetsMs: config.reminderOffsetsMs });
     booking.hooks = new AppointmentNotices({ jobs, reminders }).hooks(logger);
@@ -362,7 +368,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     // Business operations register themselves (each module's own list); the REST layer serves them and the
     // CapabilityStatement and OperationDefinitions describe them from the same registry.
     const operations = new OperationRegistry().register(
-      ...businessOperations({ booking, ratings, payers, system: repo, subscriptions: subs, analytics }),
+      ...businessOperations({ booking, ratings, payers, system: repo, subscriptions: subs, analytics, analyticsReports }),
     );
     const fhirRoutes = serverRoutes(operations.list());
     await publishOperationDefinitions(repo, operations);

@@ -147,7 +147,7 @@ export async function all(base: string, type: string): Promise<any[]> {
   const out: any[] = [];
   let url: string | undefined = `${base}/${type}?_count=1000`;
   while (url) {
-    const res = await http('GET', url);
+    const res: any = await http("GET", url);
     if (res.status !== 200) throw new Error(`${type} search: ${res.status}`);
     out.push(...(res.body.entry ?? []).map((e: any) => e.resource));
     url = res.body.link?.find((l: any) => l.relation === 'next')?.url;
