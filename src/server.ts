@@ -82,6 +82,7 @@ import { AnalyticsCache } from './analytics/cache.js';
 import { AnalyticsService } from './analytics/analytics-service.js';
 import { AnalyticsReports } from './analytics/reports/report-jobs.js';
 import { confineReports } from './analytics/reports/report-access.js';
+import { ADMIN_CLIENT_ID, ADMIN_SCOPES, adminRoutes } from './analytics/admin-routes.js';
 // --- end analytics ---
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import type { Db } from 'mongodb';
@@ -267,6 +268,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       sources: () => (capability ? { capability, operations: operations.list(), smart: smartConfiguration(auth.issuer), compartmentTypes: [...patientCompartment().keys()] } : undefined),
     }).routes());
     // --- api docs: end ---
+    // --- analytics: begin (/admin dashboard pages; no token needed for the pages, the API calls carry the user's) ---
+    app.use(adminRoutes({ fhirBase: () => `${publicBase}${FHIR_MOUNT}`, issuer: () => auth.issuer, apiOrigins: () => [new URL(publicBase).origin] }).routes());
+    // --- analytics: end ---
     // /metrics: on the main port for a token with the metrics scope; unauthenticated on METRICS_LISTEN if set.
     app.use(metricsRoutes((authorization) => auth.accessContext(authorization)).routes());
     if (config.metricsListen) metricsListener = await startMetricsListener(config.metricsListen);
@@ -419,6 +423,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     app.keys = await auth.start(publicBase, FHIR_MOUNT); // the provider's cookies are the mounting app's
     capability = runtimeCapabilityStatement({ baseUrl: `${publicBase}${FHIR_MOUNT}`, version: VERSION, startedAt, issuer: auth.issuer });
     await subs.start();
+    // --- analytics: begin (the dashboard's public SMART client, registered again at every start for the current BASE_URL) ---
+    await auth.registerClient({ kind: 'public', client_id: ADMIN_CLIENT_ID, client_name: 'Medivoy administration', redirect_uris: [`${publicBase}/admin/`], allowed_scopes: ADMIN_SCOPES });
+    // --- analytics: end ---
     started = true;
     // `runtime` tells an operator whether this is the compiled build (npm start) or the TypeScript sources (npm run dev).
     const runtime = import.meta.url.endsWith('.js') ? 'compiled' : 'source';
