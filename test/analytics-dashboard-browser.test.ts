@@ -60,7 +60,7 @@ async function signIn(email: string): Promise<Page> {
   await page.waitForSelector('button[value=allow]', { timeout: 30_000 });
   await page.click('button[value=allow]');
   try {
-    await page.waitForFunction(() => ((window as any).dashboardState?.loaded ?? 0) >= 1, undefined, { timeout: 30_000 });
+    await page.waitForFunction(() => ((globalThis as any).dashboardState?.loaded ?? 0) >= 1, undefined, { timeout: 30_000 });
   } catch (err) {
     throw new Error(`the dashboard did not load:\n${pageLog.join('\n')}`, { cause: err });
   }
@@ -70,11 +70,11 @@ async function signIn(email: string): Promise<Page> {
 
 /** Sets the period in the form and waits for the charts of the new figures. */
 async function showPeriod(page: Page, start: string, end: string): Promise<void> {
-  const before: number = await page.evaluate(() => (window as any).dashboardState.loaded);
+  const before: number = await page.evaluate(() => (globalThis as any).dashboardState.loaded);
   await page.fill('#start', start);
   await page.fill('#end', end);
   await page.click('#apply');
-  await page.waitForFunction((b) => (window as any).dashboardState.loaded > b, before, { timeout: 30_000 });
+  await page.waitForFunction((b) => (globalThis as any).dashboardState.loaded > b, before, { timeout: 30_000 });
 }
 
 /** The charts' data must be the figures $analytics answers for the same scope and period. */
@@ -83,7 +83,7 @@ async function expectChartsMatch(page: Page, org: string, start: string, end: st
   expect(res.status).toBe(200);
   const section = (name: string) => res.body.parameter.find((p: any) => p.name === name).part;
   const sub = (s: string, name: string) => section(s).find((p: any) => p.name === name);
-  const state: any = await page.evaluate(() => (window as any).dashboardState);
+  const state: any = await page.evaluate(() => (globalThis as any).dashboardState);
   expect(state.organization).toBe(org);
   expect(state.period.start).toBe(start);
   const daily = sub('appointments', 'daily').part;
@@ -98,8 +98,8 @@ async function expectChartsMatch(page: Page, org: string, start: string, end: st
   const total = sub('overview', 'appointments').valueInteger;
   expect(await page.locator('.kpi[data-kpi="Appointments"] .value').textContent()).toBe(String(total));
   // The canvases are drawn (not blank).
-  const drawn = await page.evaluate(() => Array.from(document.querySelectorAll('canvas')).map((c) => {
-    const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+  const drawn = await page.evaluate(() => Array.from((globalThis as any).document.querySelectorAll('canvas') as any[]).map((c: any) => {
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
     let n = 0;
     for (let i = 3; i < d.length; i += 4) if (d[i]) n++;
     return n;
@@ -119,11 +119,11 @@ describe('/admin dashboard in Chromium', () => {
     // Another period, then one Organization (its own zone: across the DST change in Berlin).
     await showPeriod(page, '2027-03-26', '2027-03-30');
     await expectChartsMatch(page, '', '2027-03-26', '2027-03-30');
-    const before: number = await page.evaluate(() => (window as any).dashboardState.loaded);
+    const before: number = await page.evaluate(() => (globalThis as any).dashboardState.loaded);
     await page.selectOption('#organization', `Organization/${data.orgA}`);
-    await page.waitForFunction((b) => (window as any).dashboardState.loaded > b, before);
+    await page.waitForFunction((b) => (globalThis as any).dashboardState.loaded > b, before);
     await expectChartsMatch(page, `Organization/${data.orgA}`, '2027-03-26', '2027-03-30');
-    expect(await page.evaluate(() => (window as any).dashboardState.period)).toMatchObject({ timezone: 'Europe/Berlin' });
+    expect(await page.evaluate(() => (globalThis as any).dashboardState.period)).toMatchObject({ timezone: 'Europe/Berlin' });
 
     // Each report: the button starts the job, the page follows its progress and saves the file.
     for (const [format, magic] of [['csv', 'figure,value,unit'], ['xlsx', 'PK'], ['pdf', '%PDF-']] as const) {
@@ -134,12 +134,12 @@ describe('/admin dashboard in Chromium', () => {
       const path = join(OUTPUT, `admin-report.${format}`);
       await d.saveAs(path);
       expect(readFileSync(path).subarray(0, magic.length).toString('latin1')).toBe(magic);
-      await page.waitForFunction((f) => document.getElementById('report-progress')!.textContent!.includes(`${f.toUpperCase()}: downloaded`), format);
+      await page.waitForFunction((f) => (globalThis as any).document.getElementById('report-progress').textContent.includes(`${f.toUpperCase()}: downloaded`), format);
     }
     expect(await page.locator('#report-progress').textContent()).toContain('PDF: downloaded');
     await page.screenshot({ path: join(OUTPUT, 'admin-dashboard-organization.png'), fullPage: true });
     expect(statSync(join(OUTPUT, 'admin-dashboard.png')).size).toBeGreaterThan(20_000);
-    expect(await page.evaluate(() => (window as any).cspViolations)).toEqual([]);
+    expect(await page.evaluate(() => (globalThis as any).cspViolations)).toEqual([]);
     expect(foreign).toEqual([]);
     expect(pageLog.filter((l) => l.startsWith('pageerror'))).toEqual([]);
     await page.context().close();

@@ -28,12 +28,12 @@ const PAGE = `<!doctype html>
   <div id="kpis" class="kpis"></div>
   <div class="downloads">Reports: <button data-format="csv">CSV</button> <button data-format="xlsx">Excel</button> <button data-format="pdf">PDF</button> <span id="report-progress"></span></div>
   <div class="charts">
-    <figure><figcaption>Appointments per day</figcaption><canvas id="chart-daily"></canvas></figure>
-    <figure><figcaption>Revenue per day</figcaption><canvas id="chart-revenue"></canvas></figure>
-    <figure><figcaption>Appointments by status</figcaption><canvas id="chart-status"></canvas></figure>
-    <figure><figcaption>Popular specialties</figcaption><canvas id="chart-specialties"></canvas></figure>
-    <figure><figcaption>Peak hours</figcaption><canvas id="chart-hours"></canvas></figure>
-    <figure><figcaption>Revenue by payment method</figcaption><canvas id="chart-methods"></canvas></figure>
+    <figure><figcaption>Appointments per day</figcaption><div class="chart-box"><canvas id="chart-daily"></canvas></div></figure>
+    <figure><figcaption>Revenue per day</figcaption><div class="chart-box"><canvas id="chart-revenue"></canvas></div></figure>
+    <figure><figcaption>Appointments by status</figcaption><div class="chart-box"><canvas id="chart-status"></canvas></div></figure>
+    <figure><figcaption>Popular specialties</figcaption><div class="chart-box"><canvas id="chart-specialties"></canvas></div></figure>
+    <figure><figcaption>Peak hours</figcaption><div class="chart-box"><canvas id="chart-hours"></canvas></div></figure>
+    <figure><figcaption>Revenue by payment method</figcaption><div class="chart-box"><canvas id="chart-methods"></canvas></div></figure>
   </div>
 </section>
 </main>

@@ -27,7 +27,7 @@ export const BUCKET_MS = 15 * 60_000;
 /** The resource types the projection follows (and whose changes invalidate cached figures). */
 export const PROJECTED_TYPES = ['Appointment', 'Encounter', 'Invoice', 'PaymentReconciliation', 'Slot', 'QuestionnaireResponse', 'PractitionerRole', 'Organization', 'Patient'] as const;
 
-export type FactKind = 'appt' | 'pay' | 'slot' | 'review' | 'role' | 'org' | 'patient' | 'invoice';
+export type FactKind = 'appt' | 'pay' | 'slot' | 'review' | 'role' | 'org' | 'patient' | 'invoice' | 'orgpatient';
 
 /** One fact. `org` is an organization id (without `Organization/`), `ms` the instant it counts at, `qb` its quarter-hour bucket. */
 export interface Fact {
@@ -58,6 +58,9 @@ export interface Fact {
   /** Organizations: their IANA time zone. */
   tz?: string;
   name?: string;
+  /** Partition keys (see withKeys). */
+  km?: string;
+  kom?: string;
 }
 
 type Reader = <T extends Resource>(ref: string | undefined) => Promise<T | undefined>;
@@ -86,6 +89,21 @@ const instant = (s: string | undefined) => {
   return Number.isFinite(t) ? t : undefined;
 };
 const timed = (ms: number | undefined) => (ms === undefined ? {} : { ms, qb: Math.floor(ms / BUCKET_MS) });
+
+/** UTC month (YYYY-MM) of an instant: facts carry it in their partition keys. */
+export const monthOf = (ms: number) => new Date(ms).toISOString().slice(0, 7);
+
+/**
+ * A fact with its partition keys: `km` = kind|month, `kom` = kind|org|month. FerretDB 1.24 hands only
+ * equalities on top-level fields to PostgreSQL (ranges and $in are evaluated after reading every row that
+ * matches them), so the pipelines match one of these per month of the period and the time range after it:
+ * a period reads its months' facts, not the whole history.
+ */
+export function withKeys(f: Fact): Fact {
+  if (f.ms === undefined) return f;
+  const mo = monthOf(f.ms);
+  return { ...f, km: `${f.kind}|${mo}`, ...(f.org ? { kom: `${f.kind}|${f.org}|${mo}` } : {}) };
+}
 const label = (c: { coding?: { code?: string; display?: string }[]; text?: string } | undefined) => c?.coding?.[0]?.display ?? c?.coding?.[0]?.code ?? c?.text;
 
 /** Integer minor units of a Money (its amount-minor-units extension, else value × 100). */

@@ -52,7 +52,9 @@ const byAmountThenName = <T extends { amount: Money }>(key: (t: T) => string) =>
 
 /** Builds the figures from the pipelines' answers (zero-filled days and hours, rates, averages, rankings). */
 export function assemble(raw: RawResults, p: Period, org: string | undefined): Figures {
-  const currency = [...raw.revenueCurrency].sort((a, b) => b.n - a.n || String(a._id).localeCompare(String(b._id)))[0]?._id ?? 'EUR';
+  const currencies = new Map<string, number>();
+  for (const g of raw.pay) if (g._id?.c) currencies.set(g._id.c, (currencies.get(g._id.c) ?? 0) + 1);
+  const currency = [...currencies.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))[0]?.[0] ?? 'EUR';
   const money = (minor: number): Money => ({ value: minor / 100, currency });
   const local = new Map<number, { day: string; hour: number }>();
   const at = (qb: number) => {
@@ -64,11 +66,13 @@ export function assemble(raw: RawResults, p: Period, org: string | undefined): F
   const byStatus: Record<string, number> = {};
   const daily: Record<string, number> = Object.fromEntries(p.days.map((d) => [d, 0]));
   const peakHours: Record<string, number> = Object.fromEntries(Array.from({ length: 24 }, (_, h) => [String(h), 0]));
+  const bySpecialty = new Map<string, number>();
   let total = 0;
-  for (const g of raw.apptByStatusBucket) {
+  for (const g of raw.appt) {
     const status = String(g._id?.s ?? 'unknown');
     byStatus[status] = (byStatus[status] ?? 0) + g.n;
     total += g.n;
+    if (g._id?.sp !== undefined && g._id?.sp !== null) bySpecialty.set(String(g._id.sp), (bySpecialty.get(String(g._id.sp)) ?? 0) + g.n);
     if (typeof g._id?.q === 'number') {
       const { day, hour } = at(g._id.q);
       if (day in daily) daily[day]! += g.n;
@@ -76,22 +80,28 @@ export function assemble(raw: RawResults, p: Period, org: string | undefined): F
     }
   }
   const sortedStatus = Object.fromEntries(Object.entries(byStatus).sort(([a], [b]) => a.localeCompare(b)));
-  const specialties = raw.specialties.filter((s) => s._id !== null && s._id !== undefined)
-    .map((s) => ({ name: String(s._id), appointments: s.n }))
+  const specialties = [...bySpecialty.entries()].map(([name, n]) => ({ name, appointments: n }))
     .sort((a, b) => b.appointments - a.appointments || a.name.localeCompare(b.name)).slice(0, 10);
   const consultCount = first(raw.consultCount);
 
   const revDaily: Record<string, number> = Object.fromEntries(p.days.map((d) => [d, 0]));
+  const add = (m: Map<string, number>, k: string, n: number) => m.set(k, (m.get(k) ?? 0) + n);
+  const revSpecialty = new Map<string, number>();
+  const revOrg = new Map<string, number>();
+  const revMethod = new Map<string, number>();
   let revenue = 0;
-  for (const g of raw.revenueByBucket) {
+  for (const g of raw.pay) {
     revenue += g.n;
-    if (typeof g._id === 'number') {
-      const { day } = at(g._id);
+    add(revSpecialty, g._id?.sp === undefined || g._id?.sp === null ? 'unknown' : String(g._id.sp), g.n);
+    if (g._id?.o !== undefined && g._id?.o !== null) add(revOrg, String(g._id.o), g.n);
+    add(revMethod, String(g._id?.m ?? 'unknown'), g.n);
+    if (typeof g._id?.q === 'number') {
+      const { day } = at(g._id.q);
       if (day in revDaily) revDaily[day]! += g.n;
     }
   }
   const names = new Map(raw.orgNames.map((o) => [String(o._id?.id), o._id?.name as string | undefined]));
-  const paid = first(raw.paidAppointments);
+  const paid = raw.payAppointments.length;
 
   const roles = new Map<string, { booked: number; available: number }>();
   for (const g of raw.slots) {
@@ -107,14 +117,14 @@ export function assemble(raw: RawResults, p: Period, org: string | undefined): F
   const ratings = raw.ratingSum.filter((r) => counts.get(String(r._id)))
     .map((r) => ({ practitioner: `Practitioner/${r._id}`, average: round2(r.n / counts.get(String(r._id))!), reviews: counts.get(String(r._id))! }))
     .sort((a, b) => b.average - a.average || b.reviews - a.reviews || a.practitioner.localeCompare(b.practitioner));
-  const activePatients = first(raw.activePatients);
+  const activePatients = raw.apptPatients.length;
 
   return {
     period: { start: p.start, end: p.end, timezone: p.timezone, ...(org ? { organization: `Organization/${org}` } : {}) },
     overview: {
       patients: first(raw.patients), verifiedPractitioners: first(raw.practitioners), activeOrganizations: first(raw.organizations),
       appointments: total, revenue: money(revenue), activePatients,
-      growth: { appointments: growth(total, first(raw.apptPrevCount)), revenue: growth(revenue / 100, first(raw.revenuePrev) / 100), activePatients: growth(activePatients, first(raw.activePatientsPrev)) },
+      growth: { appointments: growth(total, first(raw.apptPrev)), revenue: growth(revenue / 100, first(raw.payPrev) / 100), activePatients: growth(activePatients, raw.apptPatientsPrev.length) },
     },
     appointments: {
       total, byStatus: sortedStatus, daily, completionRate: pct(byStatus.fulfilled ?? 0, total), noShowRate: pct(byStatus.noshow ?? 0, total),
@@ -124,10 +134,9 @@ export function assemble(raw: RawResults, p: Period, org: string | undefined): F
     revenue: {
       total: money(revenue),
       daily: Object.fromEntries(Object.entries(revDaily).map(([d, n]) => [d, money(n)])),
-      bySpecialty: raw.revenueBySpecialty.map((s) => ({ name: s._id === null || s._id === undefined ? 'unknown' : String(s._id), amount: money(s.n) })).sort(byAmountThenName((x) => x.name)),
-      byOrganization: raw.revenueByOrg.filter((o) => o._id !== null && o._id !== undefined)
-        .map((o) => ({ organization: `Organization/${o._id}`, ...(names.get(String(o._id)) ? { name: names.get(String(o._id)) } : {}), amount: money(o.n) })).sort(byAmountThenName((x) => x.organization)),
-      byPaymentMethod: raw.revenueByMethod.map((m) => ({ method: String(m._id ?? 'unknown'), amount: money(m.n) })).sort(byAmountThenName((x) => x.method)),
+      bySpecialty: [...revSpecialty.entries()].map(([name, n]) => ({ name, amount: money(n) })).sort(byAmountThenName((x) => x.name)),
+      byOrganization: [...revOrg.entries()].map(([o, n]) => ({ organization: `Organization/${o}`, ...(names.get(o) ? { name: names.get(o) } : {}), amount: money(n) })).sort(byAmountThenName((x) => x.organization)),
+      byPaymentMethod: [...revMethod.entries()].map(([method, n]) => ({ method, amount: money(n) })).sort(byAmountThenName((x) => x.method)),
       paidAppointments: paid,
       ...(paid ? { averagePerPaidAppointment: money(Math.round(revenue / paid)) } : {}),
     },

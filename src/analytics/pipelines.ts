@@ -1,59 +1,117 @@
 import type { Collection, Document } from 'mongodb';
-import type { Fact } from './facts.js';
+import { monthOf, type Fact } from './facts.js';
 import type { Period } from './period.js';
 
 /**
  * The aggregation pipelines behind every figure, over `analytics_facts`. They use only what FerretDB 1.24 and
- * MongoDB answer alike: $match, $group with ONE accumulator ($sum) per stage (FerretDB 1.24 returns 0 for
- * every accumulator after the first: test/analytics.test.ts checks each figure against a recomputation),
- * $count. Time series are grouped by quarter-hour bucket (`qb`) and mapped to local days and hours
- * afterwards, which is exact in every time zone (all UTC offsets are multiples of 15 minutes) and across DST.
+ * MongoDB answer alike: $match, $group with at most ONE accumulator ($sum) per stage (FerretDB 1.24 returns 0
+ * for every accumulator after the first: test/analytics.test.ts checks every figure against a
+ * recomputation), $count. Each time-bound pass runs once per UTC month of its period, matching the month's
+ * partition key (an equality FerretDB hands to PostgreSQL's index) and then the exact time range; the
+ * months' groups are added up (or, for distinct counts, united). Time series are grouped by quarter-hour
+ * bucket (`qb`) and mapped to local days and hours afterwards, which is exact in every time zone (all UTC
+ * offsets are multiples of 15 minutes) and across DST changes.
  */
-export type PipelineName =
-  | 'patients' | 'practitioners' | 'organizations' | 'apptByStatusBucket' | 'apptPrevCount' | 'activePatients' | 'activePatientsPrev'
-  | 'specialties' | 'consultSum' | 'consultCount' | 'revenueByBucket' | 'revenuePrev' | 'revenueBySpecialty' | 'revenueByOrg'
-  | 'revenueByMethod' | 'revenueCurrency' | 'paidAppointments' | 'slots' | 'ratingSum' | 'ratingCount' | 'orgNames';
+export type Pass =
+  | 'appt' | 'apptPatients' | 'consultSum' | 'consultCount' | 'apptPrev' | 'apptPatientsPrev'
+  | 'pay' | 'payPrev' | 'payAppointments' | 'slots' | 'ratingSum' | 'ratingCount'
+  | 'patients' | 'practitioners' | 'organizations' | 'orgNames';
+
+export type Group = { _id: any; n: number };
+export type RawResults = Record<Pass, Group[]>;
+
+interface PassSpec {
+  kind?: string;
+  /** The period it covers (one pipeline per UTC month), or none: one pipeline over the whole kind. */
+  period?: Period;
+  /** The pipeline after the partition match (which the month adds). */
+  stages: (monthMatch: Document) => Document[];
+}
+
+/** The UTC months an instant range [startMs, endMs) touches. */
+export function monthsOf(startMs: number, endMs: number): string[] {
+  const out: string[] = [];
+  const d = new Date(startMs);
+  let y = d.getUTCFullYear();
+  let m = d.getUTCMonth();
+  const last = monthOf(endMs - 1);
+  for (;;) {
+    const key = `${y}-${String(m + 1).padStart(2, '0')}`;
+    out.push(key);
+    if (key >= last) return out;
+    m += 1;
+    if (m === 12) (m = 0), (y += 1);
+  }
+}
 
 /** `org`: an Organization id, or undefined for the whole system. */
-export function pipelines(org: string | undefined, p: Period, prev: Period): Record<PipelineName, Document[]> {
+export function passes(org: string | undefined, p: Period, prev: Period): Record<Pass, PassSpec> {
   const scope = org ? { org } : {};
-  const inPeriod = { ms: { $gte: p.startMs, $lt: p.endMs } };
-  const inPrev = { ms: { $gte: prev.startMs, $lt: prev.endMs } };
+  const range = (x: Period) => ({ ms: { $gte: x.startMs, $lt: x.endMs } });
   const counted = { status: { $nin: ['proposed', 'entered-in-error'] } };
-  const appt = { kind: 'appt', ...scope, ...counted };
-  const pay = { kind: 'pay', ...scope };
-  const distinctCount = (match: Document, field: string) => [{ $match: { ...match, [field]: { $exists: true } } }, { $group: { _id: `$${field}` } }, { $count: 'n' }];
+  const timed = (kind: string, period: Period, extra: Document, tail: Document[]): PassSpec => ({
+    kind, period, stages: (month) => [{ $match: { ...month, ...range(period), ...extra } }, ...tail],
+  });
+  const distinct = (field: string) => [{ $match: { [field]: { $exists: true } } }, { $group: { _id: `$${field}` } }];
   return {
-    patients: org ? distinctCount({ kind: 'appt', org }, 'patient') : [{ $match: { kind: 'patient' } }, { $count: 'n' }],
-    practitioners: distinctCount({ kind: 'role', active: true, ...scope }, 'practitioner'),
-    organizations: [{ $match: { kind: 'org', active: true, ...scope } }, { $count: 'n' }],
-    apptByStatusBucket: [{ $match: { ...appt, ...inPeriod } }, { $group: { _id: { s: '$status', q: '$qb' }, n: { $sum: 1 } } }],
-    apptPrevCount: [{ $match: { ...appt, ...inPrev } }, { $count: 'n' }],
-    activePatients: distinctCount({ ...appt, ...inPeriod }, 'patient'),
-    activePatientsPrev: distinctCount({ ...appt, ...inPrev }, 'patient'),
-    specialties: [{ $match: { ...appt, ...inPeriod } }, { $group: { _id: '$specialty', n: { $sum: 1 } } }],
-    consultSum: [{ $match: { ...appt, ...inPeriod, consult: { $exists: true } } }, { $group: { _id: null, n: { $sum: '$consult' } } }],
-    consultCount: [{ $match: { ...appt, ...inPeriod, consult: { $exists: true } } }, { $count: 'n' }],
-    revenueByBucket: [{ $match: { ...pay, ...inPeriod } }, { $group: { _id: '$qb', n: { $sum: '$amount' } } }],
-    revenuePrev: [{ $match: { ...pay, ...inPrev } }, { $group: { _id: null, n: { $sum: '$amount' } } }],
-    revenueBySpecialty: [{ $match: { ...pay, ...inPeriod } }, { $group: { _id: '$specialty', n: { $sum: '$amount' } } }],
-    revenueByOrg: [{ $match: { ...pay, ...inPeriod } }, { $group: { _id: '$org', n: { $sum: '$amount' } } }],
-    revenueByMethod: [{ $match: { ...pay, ...inPeriod } }, { $group: { _id: '$method', n: { $sum: '$amount' } } }],
-    revenueCurrency: [{ $match: { ...pay, currency: { $exists: true } } }, { $group: { _id: '$currency', n: { $sum: 1 } } }],
-    paidAppointments: distinctCount({ ...pay, ...inPeriod }, 'appt'),
-    slots: [{ $match: { kind: 'slot', ...scope, ...inPeriod, status: { $in: ['busy', 'free'] } } }, { $group: { _id: { r: '$role', s: '$status' }, n: { $sum: 1 } } }],
-    ratingSum: [{ $match: { kind: 'review', ...(org ? { orgs: org } : {}), ...inPeriod } }, { $group: { _id: '$practitioner', n: { $sum: '$rating' } } }],
-    ratingCount: [{ $match: { kind: 'review', ...(org ? { orgs: org } : {}), ...inPeriod } }, { $group: { _id: '$practitioner', n: { $sum: 1 } } }],
-    orgNames: [{ $match: { kind: 'org' } }, { $group: { _id: { id: '$org', name: '$name' }, n: { $sum: 1 } } }],
+    appt: timed('appt', p, counted, [{ $group: { _id: { s: '$status', q: '$qb', sp: '$specialty' }, n: { $sum: 1 } } }]),
+    apptPatients: timed('appt', p, counted, distinct('patient')),
+    consultSum: timed('appt', p, { ...counted, consult: { $exists: true } }, [{ $group: { _id: null, n: { $sum: '$consult' } } }]),
+    consultCount: timed('appt', p, { ...counted, consult: { $exists: true } }, [{ $count: 'n' }]),
+    apptPrev: timed('appt', prev, counted, [{ $count: 'n' }]),
+    apptPatientsPrev: timed('appt', prev, counted, distinct('patient')),
+    pay: timed('pay', p, {}, [{ $group: { _id: { q: '$qb', sp: '$specialty', o: '$org', m: '$method', c: '$currency' }, n: { $sum: '$amount' } } }]),
+    payPrev: timed('pay', prev, {}, [{ $group: { _id: null, n: { $sum: '$amount' } } }]),
+    payAppointments: timed('pay', p, {}, distinct('appt')),
+    slots: timed('slot', p, { status: { $in: ['busy', 'free'] } }, [{ $group: { _id: { r: '$role', s: '$status' }, n: { $sum: 1 } } }]),
+    // Reviews count for every Organization of the reviewed practitioner: matched on the system key, then `orgs`.
+    ratingSum: { kind: 'review', period: p, stages: (month) => [{ $match: { ...month, ...range(p), ...(org ? { orgs: org } : {}) } }, { $group: { _id: '$practitioner', n: { $sum: '$rating' } } }] },
+    ratingCount: { kind: 'review', period: p, stages: (month) => [{ $match: { ...month, ...range(p), ...(org ? { orgs: org } : {}) } }, { $group: { _id: '$practitioner', n: { $sum: 1 } } }] },
+    patients: { stages: () => [{ $match: org ? { kind: 'orgpatient', org } : { kind: 'patient' } }, { $count: 'n' }] },
+    practitioners: { stages: () => [{ $match: { kind: 'role', ...scope, active: true } }, ...distinct('practitioner'), { $count: 'n' }] },
+    organizations: { stages: () => [{ $match: { kind: 'org', active: true, ...scope } }, { $count: 'n' }] },
+    orgNames: { stages: () => [{ $match: { kind: 'org' } }, { $group: { _id: { id: '$org', name: '$name' }, n: { $sum: 1 } } }] },
   };
 }
 
-export type RawResults = Record<PipelineName, { _id: any; n: number }[]>;
+/** Every pipeline a figure set runs: pass name, and the pipeline (one per month for time-bound passes). */
+export function pipelines(org: string | undefined, p: Period, prev: Period): { pass: Pass; pipeline: Document[] }[] {
+  const out: { pass: Pass; pipeline: Document[] }[] = [];
+  for (const [pass, spec] of Object.entries(passes(org, p, prev)) as [Pass, PassSpec][]) {
+    if (!spec.period) {
+      out.push({ pass, pipeline: spec.stages({}) });
+      continue;
+    }
+    for (const month of monthsOf(spec.period.startMs, spec.period.endMs)) {
+      const key = org && spec.kind !== 'review' ? { kom: `${spec.kind}|${org}|${month}` } : { km: `${spec.kind}|${month}` };
+      out.push({ pass, pipeline: spec.stages(key) });
+    }
+  }
+  return out;
+}
 
-/** Runs every pipeline (in parallel) through the driver. */
-export async function runPipelines(facts: Collection<Fact> | Collection<Document>, org: string | undefined, p: Period, prev: Period): Promise<RawResults> {
+/** Runs every pipeline through the driver (a few at a time) and adds up each pass's months. */
+export async function runPipelines(facts: Collection<Fact> | Collection<Document>, org: string | undefined, p: Period, prev: Period, concurrency = 4): Promise<RawResults> {
   const all = pipelines(org, p, prev);
-  const names = Object.keys(all) as PipelineName[];
-  const results = await Promise.all(names.map((n) => facts.aggregate<{ _id: any; n: number }>(all[n]).toArray()));
-  return Object.fromEntries(names.map((n, i) => [n, results[i]!])) as RawResults;
+  const results: Group[][] = new Array(all.length);
+  let next = 0;
+  await Promise.all(Array.from({ length: Math.min(concurrency, all.length) }, async () => {
+    while (next < all.length) {
+      const i = next++;
+      results[i] = await facts.aggregate<Group>(all[i]!.pipeline).toArray();
+    }
+  }));
+  const merged = new Map<Pass, Map<string, Group>>();
+  all.forEach(({ pass }, i) => {
+    const m = merged.get(pass) ?? new Map<string, Group>();
+    merged.set(pass, m);
+    for (const g of results[i]!) {
+      const key = JSON.stringify(g._id ?? null);
+      const cur = m.get(key);
+      // Distinct passes have no n: a group seen in several months is still one.
+      if (cur) cur.n += g.n ?? 0;
+      else m.set(key, { _id: g._id ?? null, n: g.n ?? 0 });
+    }
+  });
+  return Object.fromEntries([...Object.keys(passes(org, p, prev))].map((pass) => [pass, [...(merged.get(pass as Pass)?.values() ?? [])]])) as RawResults;
 }

@@ -1,7 +1,7 @@
 import type { Collection, Db } from 'mongodb';
 import type { FhirRepository } from '../fhir/storage/repository.js';
 import type { SideWriteHook } from '../fhir/storage/side-writes.js';
-import { FACTS, factsOf, PROJECTED_TYPES, readerFor, type Fact } from './facts.js';
+import { FACTS, factsOf, PROJECTED_TYPES, readerFor, withKeys, type Fact } from './facts.js';
 
 export const CHANGES = 'analytics_changes';
 /** A change whose version has not appeared after this long was never written (its writer failed or died). */
@@ -34,8 +34,9 @@ export class AnalyticsProjection {
   }
 
   async init(): Promise<void> {
-    await this.facts.createIndex({ kind: 1, org: 1, ms: 1 });
-    await this.facts.createIndex({ kind: 1, ms: 1 });
+    await this.facts.createIndex({ km: 1 });
+    await this.facts.createIndex({ kom: 1 });
+    await this.facts.createIndex({ kind: 1, org: 1 });
     await this.changes.createIndex({ at: 1 });
   }
 
@@ -80,7 +81,12 @@ export class AnalyticsProjection {
         }
         for (const f of facts) {
           for (const o of [f.org, ...(f.orgs ?? [])]) if (o) touched.add(o);
-          if (!previous || previous.v <= f.v) await this.facts.replaceOne({ _id: f._id }, f, { upsert: true }).catch(ignoreDuplicate);
+          if (!previous || previous.v <= f.v) await this.facts.replaceOne({ _id: f._id }, withKeys(f), { upsert: true }).catch(ignoreDuplicate);
+          // The patients an Organization has ever had an appointment for (its overview's patient count).
+          if (f.kind === 'appt' && f.org && f.patient) {
+            const id = `orgpatient/${f.org}/${f.patient}`;
+            await this.facts.updateOne({ _id: id }, { $setOnInsert: { kind: 'orgpatient', org: f.org, patient: f.patient, v: 0 } }, { upsert: true }).catch(ignoreDuplicate);
+          }
           applied.set(ref, Math.max(f.v, previous?.v ?? 0));
         }
       }
