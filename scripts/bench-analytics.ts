@@ -117,6 +117,6 @@ try {
   }
 } finally {
   await server?.stop();
-  await db.dropDatabase().catch(() => undefined);
+  if (!process.env.BENCH_KEEP_DB) await db.dropDatabase().catch(() => undefined);
   await client.close();
 }

@@ -78,6 +78,7 @@ import { InProcessResourceCache, RedisResourceCache } from './infra/resource-cac
 import { Subscriptions } from './subscriptions/service.js';
 // --- analytics (imports) ---
 import { AnalyticsProjection } from './analytics/projection.js';
+import { FACTS } from './analytics/facts.js';
 import { AnalyticsCache } from './analytics/cache.js';
 import { AnalyticsService } from './analytics/analytics-service.js';
 import { AnalyticsReports } from './analytics/reports/report-jobs.js';
@@ -334,6 +335,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const analyticsProjection = new AnalyticsProjection(mongo.db, repo, (orgs) => analyticsCache.invalidate(orgs));
     const analyticsCache = new AnalyticsCache(kv, config.mongodbDb, config.analytics.cacheMs);
     await analyticsProjection.init();
+    // On FerretDB the partition keys' equalities become GIN index lookups in its PostgreSQL table.
+    await pgIndexes?.ensure(FACTS, ['km', 'kom', 'kind']);
     sideWrites.add(analyticsProjection.hook);
     const analytics = new AnalyticsService({ projection: analyticsProjection, cache: analyticsCache, system: repo, config: config.analytics });
     // Reports are jobs on the job runner; their Binary/DocumentReference read only for who may see the figures.

@@ -102,7 +102,10 @@ export const monthOf = (ms: number) => new Date(ms).toISOString().slice(0, 7);
 export function withKeys(f: Fact): Fact {
   if (f.ms === undefined) return f;
   const mo = monthOf(f.ms);
-  return { ...f, km: `${f.kind}|${mo}`, ...(f.org ? { kom: `${f.kind}|${f.org}|${mo}` } : {}) };
+  // Holds and appointments entered in error are not counted: kept out of the keys the pipelines match
+  // (FerretDB evaluates a $nin on status only after reading every row).
+  const kind = f.kind === 'appt' && (f.status === 'proposed' || f.status === 'entered-in-error') ? 'appt-uncounted' : f.kind;
+  return { ...f, km: `${kind}|${mo}`, ...(f.org ? { kom: `${kind}|${f.org}|${mo}` } : {}) };
 }
 const label = (c: { coding?: { code?: string; display?: string }[]; text?: string } | undefined) => c?.coding?.[0]?.display ?? c?.coding?.[0]?.code ?? c?.text;
 

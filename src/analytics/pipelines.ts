@@ -48,7 +48,8 @@ export function monthsOf(startMs: number, endMs: number): string[] {
 export function passes(org: string | undefined, p: Period, prev: Period): Record<Pass, PassSpec> {
   const scope = org ? { org } : {};
   const range = (x: Period) => ({ ms: { $gte: x.startMs, $lt: x.endMs } });
-  const counted = { status: { $nin: ['proposed', 'entered-in-error'] } };
+  // Holds (proposed) and appointments entered in error have other partition keys (facts.ts withKeys).
+  const counted = {};
   const timed = (kind: string, period: Period, extra: Document, tail: Document[]): PassSpec => ({
     kind, period, stages: (month) => [{ $match: { ...month, ...range(period), ...extra } }, ...tail],
   });
