@@ -117,6 +117,10 @@ describe('CapabilityStatement', () => {
       const id = canonical.split('/').pop()!;
       const res = await http('GET', `${srv.base}/OperationDefinition/${id}`);
       expect({ canonical, status: res.status, url: res.body?.url }).toEqual({ canonical, status: 200, url: canonical });
+      if (res.body.system === true && !res.body.resource) {
+        expect(res.body.code).toBe(id); // a system-level operation's definition is named after it alone
+        continue;
+      }
       const [type, ...name] = id.split('-');
       expect(res.body.code).toBe(name.join('-'));
       expect(res.body.resource).toEqual([type]);
@@ -134,6 +138,11 @@ describe('CapabilityStatement', () => {
       const where = `${route.method} /${route.pattern.join('/')}`;
       if (route.pattern[0] !== ':type') {
         if (route.interaction === 'capabilities') continue; // the statement itself is its declaration
+        if (route.operation) {
+          // A system-level operation is declared in rest.operation.
+          expect({ where, declared: (rest.operation ?? []).some((o) => o.name === route.operation) }).toEqual({ where, declared: true });
+          continue;
+        }
         for (const code of [route.interaction, ...(route.alsoDeclares ?? [])]) expect({ where, declared: systemCodes.includes(code as never) }).toEqual({ where, declared: true });
         continue;
       }
