@@ -337,6 +337,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     await analyticsProjection.init();
     // On FerretDB the partition keys' equalities become GIN index lookups in its PostgreSQL table.
     await pgIndexes?.ensure(FACTS, ['km', 'kom', 'kind']);
+    // The first start on a database projects what is already stored (one process does it).
+    await analyticsProjection.rebuildOnce((n) => logger.info({ resources: n }, 'analytics projection built from the stored resources'));
     sideWrites.add(analyticsProjection.hook);
     const analytics = new AnalyticsService({ projection: analyticsProjection, cache: analyticsCache, system: repo, config: config.analytics });
     // Reports are jobs on the job runner; their Binary/DocumentReference read only for who may see the figures.

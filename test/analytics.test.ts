@@ -134,3 +134,26 @@ describe('who may ask, and bad input', () => {
     }
   });
 });
+
+describe('projection rebuilt from stored data', () => {
+  it('a database whose projection is missing (data from before analytics) is projected at the first start', async () => {
+    const dbName = `t_rebuild_${Date.now()}`;
+    const first = await startTestServer({ JOBS_ENABLED: 'false' }, { keepDb: true, dbName, single: true });
+    let second: TestServer | undefined;
+    try {
+      const seeded = await seed(first.base, 3);
+      await first.close();
+      const { MongoClient } = await import('mongodb');
+      const client = await MongoClient.connect(process.env.MONGODB_URI!);
+      for (const c of ['analytics_facts', 'analytics_changes', 'analytics_state']) await client.db(dbName).collection(c).drop().catch(() => undefined);
+      await client.close();
+      second = await startTestServer({ JOBS_ENABLED: 'false' }, { dbName, single: true });
+      const res = await http('GET', `${second.base}/Organization/${seeded.orgA}/$analytics?start=2027-03-20&end=2027-04-05`);
+      expect(res.status).toBe(200);
+      expect(res.body).toEqual(toParameters(await bruteForce(second.base, seeded.orgA, '2027-03-20', '2027-04-05', 'Europe/Berlin')));
+      expect(res.body.parameter.find((p: any) => p.name === 'overview').part.find((p: any) => p.name === 'appointments').valueInteger).toBeGreaterThan(5);
+    } finally {
+      await second?.close();
+    }
+  }, 60_000);
+});

@@ -103,22 +103,46 @@ export class AnalyticsProjection {
   }
 
   /**
-   * Rebuilds every fact from the repository (data stored before this module, or a changed definition):
-   * queues a change for every current resource of the projected types, then catches up.
+   * Queues a change for every current resource of the projected types (data stored before this module, or
+   * a changed fact definition), page by page through search, then catches up. Resolves to how many.
    */
   async rebuild(): Promise<number> {
     let n = 0;
-    for (const type of PROJECTED_TYPES) {
-      const versions = await this.repo.findByCriteria(type, '', 1_000_000);
-      const docs = versions.map((v) => ({ _id: `${type}/${v.id}/${v.versionId}`, ref: `${type}/${v.id}`, v: Number(v.versionId) || 0, at: new Date() }));
-      for (let i = 0; i < docs.length; i += BATCH) await this.changes.insertMany(docs.slice(i, i + BATCH), { ordered: false }).catch(ignoreDuplicate);
-      n += docs.length;
+    const stored = new Set(await this.repo.storedTypes());
+    for (const type of PROJECTED_TYPES.filter((t) => stored.has(t))) {
+      let cursor: string | undefined;
+      do {
+        const page = await this.repo.search({ types: [type], params: [['_count', String(BATCH)], ...(cursor ? [['_cursor', cursor] as [string, string]] : [])] });
+        const docs = page.matches.map((m) => ({ _id: `${type}/${m.id}/${m.v}`, ref: `${type}/${m.id}`, v: m.v, at: new Date() }));
+        if (docs.length) await this.changes.insertMany(docs, { ordered: false }).catch(ignoreDuplicate);
+        n += docs.length;
+        cursor = page.next;
+      } while (cursor);
     }
     await this.catchUp();
     return n;
   }
+
+  /**
+   * The first start on a database (no `analytics_state` marker): one process, the one that inserts the
+   * marker, rebuilds the projection from what is already stored.
+   */
+  async rebuildOnce(log: (n: number) => void): Promise<void> {
+    const state = this.facts.db.collection<{ _id: string; at: Date; done?: boolean }>('analytics_state');
+    try {
+      await state.insertOne({ _id: 'projection', at: new Date() });
+    } catch (err) {
+      ignoreDuplicate(err);
+      return;
+    }
+    const n = await this.rebuild();
+    await state.updateOne({ _id: 'projection' }, { $set: { done: true, at: new Date() } });
+    log(n);
+  }
 }
 
 function ignoreDuplicate(err: unknown): void {
-  if ((err as { code?: number }).code !== 11000) throw err;
+  const e = err as { code?: number; writeErrors?: { code?: number }[] };
+  if (e.code === 11000 || (e.writeErrors?.length && e.writeErrors.every((w) => w.code === 11000))) return;
+  throw err;
 }
