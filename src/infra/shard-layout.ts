@@ -38,6 +38,12 @@ export const SHARD_LAYOUT: ShardRule[] = [
   { collection: 'notification_preferences', key: 'unsharded', why: 'One small document per user.' },
   { collection: 'notification_deliveries', key: 'unsharded', why: 'Per-notice delivery records, unique per notice (`_id`), aged out.' },
   { collection: 'reindex_jobs', key: 'unsharded', why: 'A few re-index jobs of custom SearchParameters.' },
+  // --- analytics: begin ---
+  { collection: 'analytics_facts', key: { _id: 'hashed' }, why: 'The analytics projection, one flat document per resource (`_id` = `Type/id`): written by id, read by aggregations over partition keys on every shard.' },
+  { collection: 'analytics_changes', key: 'unsharded', why: 'Change entries waiting to be applied to the projection; applied and removed within moments.' },
+  { collection: 'analytics_reports', key: 'unsharded', why: 'State and progress of report jobs, a few per administrator.' },
+  { collection: 'analytics_state', key: 'unsharded', why: 'One marker: the projection was built on this database.' },
+  // --- analytics: end ---
   { collection: '_txn_probe', key: 'unsharded', why: 'The start-up probe for transaction support.' },
 ];
 
