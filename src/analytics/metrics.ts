@@ -68,7 +68,13 @@ export function assemble(raw: RawResults, p: Period, org: string | undefined): F
   const peakHours: Record<string, number> = Object.fromEntries(Array.from({ length: 24 }, (_, h) => [String(h), 0]));
   const bySpecialty = new Map<string, number>();
   let total = 0;
+  let consultSum = 0;
+  let consultCount = 0;
   for (const g of raw.appt) {
+    if (typeof g._id?.c === 'number') {
+      consultSum += g._id.c * g.n;
+      consultCount += g.n;
+    }
     const status = String(g._id?.s ?? 'unknown');
     byStatus[status] = (byStatus[status] ?? 0) + g.n;
     total += g.n;
@@ -82,7 +88,6 @@ export function assemble(raw: RawResults, p: Period, org: string | undefined): F
   const sortedStatus = Object.fromEntries(Object.entries(byStatus).sort(([a], [b]) => a.localeCompare(b)));
   const specialties = [...bySpecialty.entries()].map(([name, n]) => ({ name, appointments: n }))
     .sort((a, b) => b.appointments - a.appointments || a.name.localeCompare(b.name)).slice(0, 10);
-  const consultCount = first(raw.consultCount);
 
   const revDaily: Record<string, number> = Object.fromEntries(p.days.map((d) => [d, 0]));
   const add = (m: Map<string, number>, k: string, n: number) => m.set(k, (m.get(k) ?? 0) + n);
@@ -124,12 +129,12 @@ export function assemble(raw: RawResults, p: Period, org: string | undefined): F
     overview: {
       patients: first(raw.patients), verifiedPractitioners: first(raw.practitioners), activeOrganizations: first(raw.organizations),
       appointments: total, revenue: money(revenue), activePatients,
-      growth: { appointments: growth(total, first(raw.apptPrev)), revenue: growth(revenue / 100, first(raw.payPrev) / 100), activePatients: growth(activePatients, raw.apptPatientsPrev.length) },
+      growth: { appointments: growth(total, raw.apptPrevPatients.reduce((a, g) => a + g.n, 0)), revenue: growth(revenue / 100, first(raw.payPrev) / 100), activePatients: growth(activePatients, raw.apptPrevPatients.filter((g) => g._id !== null && g._id !== undefined).length) },
     },
     appointments: {
       total, byStatus: sortedStatus, daily, completionRate: pct(byStatus.fulfilled ?? 0, total), noShowRate: pct(byStatus.noshow ?? 0, total),
       specialties, peakHours,
-      ...(consultCount ? { averageConsultationMinutes: round2(first(raw.consultSum) / consultCount) } : {}),
+      ...(consultCount ? { averageConsultationMinutes: round2(consultSum / consultCount) } : {}),
     },
     revenue: {
       total: money(revenue),

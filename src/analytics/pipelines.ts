@@ -13,7 +13,7 @@ import type { Period } from './period.js';
  * offsets are multiples of 15 minutes) and across DST changes.
  */
 export type Pass =
-  | 'appt' | 'apptPatients' | 'consultSum' | 'consultCount' | 'apptPrev' | 'apptPatientsPrev'
+  | 'appt' | 'apptPatients' | 'apptPrevPatients'
   | 'pay' | 'payPrev' | 'payAppointments' | 'slots' | 'ratingSum' | 'ratingCount'
   | 'patients' | 'practitioners' | 'organizations' | 'orgNames';
 
@@ -55,12 +55,11 @@ export function passes(org: string | undefined, p: Period, prev: Period): Record
   });
   const distinct = (field: string) => [{ $match: { [field]: { $exists: true } } }, { $group: { _id: `$${field}` } }];
   return {
-    appt: timed('appt', p, counted, [{ $group: { _id: { s: '$status', q: '$qb', sp: '$specialty' }, n: { $sum: 1 } } }]),
+    // One pass gives status, day, hour, specialty and consultation minutes (`c`: sum = Σ c·n, count = Σ n).
+    appt: timed('appt', p, counted, [{ $group: { _id: { s: '$status', q: '$qb', sp: '$specialty', c: '$consult' }, n: { $sum: 1 } } }]),
     apptPatients: timed('appt', p, counted, distinct('patient')),
-    consultSum: timed('appt', p, { ...counted, consult: { $exists: true } }, [{ $group: { _id: null, n: { $sum: '$consult' } } }]),
-    consultCount: timed('appt', p, { ...counted, consult: { $exists: true } }, [{ $count: 'n' }]),
-    apptPrev: timed('appt', prev, counted, [{ $count: 'n' }]),
-    apptPatientsPrev: timed('appt', prev, counted, distinct('patient')),
+    // The previous period's count (Σ n) and distinct patients (groups) in one pass; appointments without a patient form the null group.
+    apptPrevPatients: timed('appt', prev, counted, [{ $group: { _id: '$patient', n: { $sum: 1 } } }]),
     pay: timed('pay', p, {}, [{ $group: { _id: { q: '$qb', sp: '$specialty', o: '$org', m: '$method', c: '$currency' }, n: { $sum: '$amount' } } }]),
     payPrev: timed('pay', prev, {}, [{ $group: { _id: null, n: { $sum: '$amount' } } }]),
     payAppointments: timed('pay', p, {}, distinct('appt')),
