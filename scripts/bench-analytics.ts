@@ -42,6 +42,11 @@ const line = (s: string) => process.stdout.write(`${s}\n`);
 let server: Awaited<ReturnType<typeof startServerProcess>> | undefined;
 try {
   server = await startServerProcess({ MONGODB_DB: dbName, LOG_LEVEL: 'warn', JOBS_ENABLED: 'false' });
+  // /health answers before start-up is complete; the token endpoint is mounted once /ready says so.
+  for (let i = 0; !(await fetch(`${server.url}/ready`).then((r) => r.ok, () => false)); i++) {
+    if (i > 300) throw new Error('the server did not become ready');
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const token = await serviceTokenSource(db, server.url);
   const orgIds: string[] = [];
   for (let i = 0; i < ORGS; i++) {
