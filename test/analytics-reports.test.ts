@@ -134,6 +134,10 @@ describe('$analytics-report', () => {
     expect((await http('GET', `${status}&download=true`, { token: tokens.b })).status).toBe(403);
     expect((await http('GET', `${srv.base}/${doc.content[0].attachment.url}`, { token: tokens.b })).status).toBe(404);
     expect((await http('GET', `${srv.base}/DocumentReference/${doc.id}`, { token: tokens.b })).status).toBe(404);
+    const binaryId = doc.content[0].attachment.url.split('/')[1];
+    const search = (token: string) => http('GET', `${srv.base}/Binary?_id=${binaryId}`, { token });
+    expect((await search(tokens.a)).body.entry?.map((e: any) => e.resource.id)).toEqual([binaryId]);
+    expect((await search(tokens.b)).body.entry ?? []).toEqual([]);
     // A token whose scopes do not read Binary cannot download, even for its own Organization.
     const narrow = (await userToken(srv.running, 'a@alpha.example', PASSWORD, 'openid fhirUser user/Organization.rs')).access_token;
     expect((await http('GET', `${status}&download=true`, { token: narrow })).status).toBe(403);
