@@ -18,6 +18,12 @@ import { subscriptionOperations, type SubscriptionOperationPorts } from './subsc
 import { bulkOperations } from './bulk/operations.js';
 import type { BulkData } from './bulk/service.js';
 // --- bulk: end ---
+// --- analytics: begin ---
+import type { AnalyticsService } from './analytics/analytics-service.js';
+import { analyticsOperations } from './analytics/operations.js';
+import type { AnalyticsReports } from './analytics/reports/report-jobs.js';
+import { reportOperations } from './analytics/reports/report-operations.js';
+// --- analytics: end ---
 
 /** The services the business operations act through (built in server.ts). */
 export interface BusinessServices {
@@ -37,6 +43,11 @@ export interface BusinessServices {
   /** Invoices, payments and refunds (src/billing/). */
   billing: Billing;
   // --- billing: end ---
+  // --- analytics: begin ---
+  /** Figures and reports ($analytics, $analytics-report). */
+  analytics: AnalyticsService;
+  analyticsReports: AnalyticsReports;
+  // --- analytics: end ---
 }
 
 /** Every business operation of the product, each from its own module; server.ts registers them. */
@@ -53,6 +64,10 @@ export function businessOperations(services: BusinessServices): BusinessOperatio
     // --- billing: begin ---
     ...billingOperations({ billing: () => services.billing }),
     // --- billing: end ---
+    // --- analytics: begin ---
+    ...analyticsOperations(() => services.analytics),
+    ...reportOperations(() => ({ analytics: services.analytics, reports: services.analyticsReports })),
+    // --- analytics: end ---
   ];
 }
 

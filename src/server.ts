@@ -85,6 +85,15 @@ import { Subscriptions } from './subscriptions/service.js';
 import { BulkData } from './bulk/service.js';
 import { bulkRoutes } from './bulk/routes.js';
 // --- bulk: end ---
+// --- analytics (imports) ---
+import { AnalyticsProjection } from './analytics/projection.js';
+import { FACTS } from './analytics/facts.js';
+import { AnalyticsCache } from './analytics/cache.js';
+import { AnalyticsService } from './analytics/analytics-service.js';
+import { AnalyticsReports } from './analytics/reports/report-jobs.js';
+import { confineReports } from './analytics/reports/report-access.js';
+import { ADMIN_CLIENT_ID, ADMIN_SCOPES, adminRoutes } from './analytics/admin-routes.js';
+// --- end analytics ---
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import type { Db } from 'mongodb';
 
@@ -275,6 +284,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       sources: () => (capability ? { capability, operations: operations.list(), smart: smartConfiguration(auth.issuer), compartmentTypes: [...patientCompartment().keys()] } : undefined),
     }).routes());
     // --- api docs: end ---
+    // --- analytics: begin (/admin dashboard pages; no token needed for the pages, the API calls carry the user's) ---
+    app.use(adminRoutes({ fhirBase: () => `${publicBase}${FHIR_MOUNT}`, issuer: () => auth.issuer, apiOrigins: () => [new URL(publicBase).origin] }).routes());
+    // --- analytics: end ---
     // /metrics: on the main port for a token with the metrics scope; unauthenticated on METRICS_LISTEN if set.
     app.use(metricsRoutes((authorization) => auth.accessContext(authorization)).routes());
     if (config.metricsListen) metricsListener = await startMetricsListener(config.metricsListen);
@@ -344,6 +356,21 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     }));
     await bulk.init();
     // --- bulk: end ---
+    // --- analytics: begin (projection kept by a change log written with every version; figures cached per scope) ---
+    const analyticsProjection = new AnalyticsProjection(mongo.db, repo, (orgs) => analyticsCache.invalidate(orgs));
+    const analyticsCache = new AnalyticsCache(kv, config.mongodbDb, config.analytics.cacheMs);
+    await analyticsProjection.init();
+    // On FerretDB the partition keys' equalities become GIN index lookups in its PostgreSQL table.
+    await pgIndexes?.ensure(FACTS, ['km', 'kom', 'kind']);
+    // The first start on a database projects what is already stored (one process does it).
+    await analyticsProjection.rebuildOnce((n) => logger.info({ resources: n }, 'analytics projection built from the stored resources'));
+    sideWrites.add(analyticsProjection.hook);
+    const analytics = new AnalyticsService({ projection: analyticsProjection, cache: analyticsCache, system: repo, config: config.analytics });
+    // Reports are jobs on the job runner; their Binary/DocumentReference read only for who may see the figures.
+    const analyticsReports = new AnalyticsReports({ db: mongo.db, system: repo, analytics: () => analytics, jobs: () => jobs!, logger, baseUrl: () => `${publicBase}${FHIR_MOUNT}` });
+    const reportDecorate = auth.decorate;
+    auth.decorate = (scoped, access) => confineReports(reportDecorate ? reportDecorate(scoped, access) : scoped, access);
+    // --- analytics: end ---
     // --- notifications, jobs, reviews: begin ---
     // Notices go out on the channels each user chose (preferences at /auth/preferences); reminders, booking
     // notices and no-show marking run as durable jobs in any process, each once (jobs/job-runner.ts says why not agenda). Jobs and the rating recompute
@@ -353,7 +380,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const notifications = new NotificationService({ repo, mailer, store: notificationStore, logger });
     jobs = await initJobs({
       db: mongo.db, logger, enabled: config.jobsEnabled, pollMs: config.jobsPollMs, lockLifetimeMs: 10 * 60_000,
-      definitions: jobDefinitions({ repo, notifications, logger, noShowGraceMinutes: config.noShowGraceMinutes, noShowEveryMs: 5 * 60_000 }, bulk.jobDefinitions()),
+      definitions: jobDefinitions({ repo, notifications, logger, noShowGraceMinutes: config.noShowGraceMinutes, noShowEveryMs: 5 * 60_000 }, [...bulk.jobDefinitions(), analyticsReports.job()]),
     });
     bulk.jobs = jobs; // --- bulk ---
     const reminders = new Reminders({ jobs, offsetsMs: config.reminderOffsetsMs });
@@ -400,7 +427,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     // Business operations register themselves (each module's own list); the REST layer serves them and the
     // CapabilityStatement and OperationDefinitions describe them from the same registry.
     const operations = new OperationRegistry().register(
-      ...businessOperations({ booking, ratings, payers, system: repo, subscriptions: subs, bulk, billing }),
+      ...businessOperations({ booking, ratings, payers, system: repo, subscriptions: subs, bulk, billing, analytics, analyticsReports }),
     );
     const fhirRoutes = serverRoutes(operations.list());
     await publishOperationDefinitions(repo, operations);
@@ -454,6 +481,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     app.keys = await auth.start(publicBase, FHIR_MOUNT); // the provider's cookies are the mounting app's
     capability = runtimeCapabilityStatement({ baseUrl: `${publicBase}${FHIR_MOUNT}`, version: VERSION, startedAt, issuer: auth.issuer });
     await subs.start();
+    // --- analytics: begin (the dashboard's public SMART client, registered again at every start for the current BASE_URL) ---
+    await auth.registerClient({ kind: 'public', client_id: ADMIN_CLIENT_ID, client_name: 'Medivoy administration', redirect_uris: [`${publicBase}/admin/`], allowed_scopes: ADMIN_SCOPES });
+    // --- analytics: end ---
     started = true;
     // `runtime` tells an operator whether this is the compiled build (npm start) or the TypeScript sources (npm run dev).
     const runtime = import.meta.url.endsWith('.js') ? 'compiled' : 'source';

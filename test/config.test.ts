@@ -59,6 +59,9 @@ describe('loadConfig', () => {
       passwordResetTtlMs: 1800 * 1000,
       passwordResetUrl: undefined,
       rateLimits: { enabled: true, algorithm: 'sliding-window', windowMs: 60_000, perClient: 600, perUser: 300, perIp: 1200, signInPerIp: 60 },
+      // --- analytics: begin ---
+      analytics: { cacheMs: 300_000, maxPeriodDays: 366 },
+      // --- analytics: end ---
       subscriptions: { enabled: true, endpointAllowlist: [], retryMs: 24 * 3600_000, backoffBaseMs: 5000, backoffMaxMs: 15 * 60_000, pollMs: 1000, leaseMs: 60_000, defaultTimeoutSeconds: 10, propagationMs: 10_000 },
       // --- bulk: begin ---
       bulk: {

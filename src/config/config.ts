@@ -68,6 +68,10 @@ export interface Config {
   // --- bulk: end ---
   /** How often a process looks for due jobs. */
   jobsPollMs: number;
+  // --- analytics: begin ---
+  /** $analytics: how long computed figures stay cached (ANALYTICS_CACHE_SECONDS; 0: off) and the longest period (ANALYTICS_MAX_PERIOD_DAYS). */
+  analytics: { cacheMs: number; maxPeriodDays: number };
+  // --- analytics: end ---
   /** Appointment reminders go out this long before the start, one per offset (REMINDER_OFFSETS, e.g. 24h,2h,30m). */
   reminderOffsetsMs: number[];
   /** A booked appointment is marked no-show this long after its end without arrival. */
@@ -322,6 +326,9 @@ export function loadConfig(env: Env = process.env): Config {
   if (stripe.secretKey && !/^(sk|rk)_(test|live)_\S+$/.test(stripe.secretKey)) problems.push('STRIPE_SECRET_KEY must be a Stripe secret key (sk_test_… or sk_live_…)');
   if (stripe.webhookSecret && !/^whsec_\S+$/.test(stripe.webhookSecret)) problems.push('STRIPE_WEBHOOK_SECRET must be a webhook signing secret (whsec_…)');
   // --- billing: end ---
+  // --- analytics: begin ---
+  const analytics = { cacheMs: int('ANALYTICS_CACHE_SECONDS', 300, 0, 86400) * 1000, maxPeriodDays: int('ANALYTICS_MAX_PERIOD_DAYS', 366, 1, 3660) };
+  // --- analytics: end ---
 
   if (problems.length) throw new ConfigError(problems);
   return {
@@ -334,5 +341,6 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimits, subscriptions,
     bulk, // --- bulk ---
     stripe,
+    analytics,
   };
 }

@@ -57,6 +57,12 @@ export const SHARD_LAYOUT: ShardRule[] = [
   { collection: 'bulk_tasks', key: 'unsharded', why: 'The per-type tasks of each bulk request with their checkpoints: a handful per request.' },
   { collection: 'bulk_files.files', key: 'unsharded', why: 'GridFS file entries of export output (one per NDJSON part), expired with their request.' },
   { collection: 'bulk_files.chunks', key: { files_id: 1, n: 1 }, why: "GridFS chunks: MongoDB's recommended shard key for GridFS, the unique `files_id`+`n` index is that key, so one file's chunks stay together." },
+  // --- analytics: begin ---
+  { collection: 'analytics_facts', key: { _id: 'hashed' }, why: 'The analytics projection, one flat document per resource (`_id` = `Type/id`): written by id, read by aggregations over partition keys on every shard.' },
+  { collection: 'analytics_changes', key: 'unsharded', why: 'Change entries waiting to be applied to the projection; applied and removed within moments.' },
+  { collection: 'analytics_reports', key: 'unsharded', why: 'State and progress of report jobs, a few per administrator.' },
+  { collection: 'analytics_state', key: 'unsharded', why: 'One marker: the projection was built on this database.' },
+  // --- analytics: end ---
   { collection: '_txn_probe', key: 'unsharded', why: 'The start-up probe for transaction support.' },
 ];
 
