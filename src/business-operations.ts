@@ -9,7 +9,21 @@ import type { FhirRepository } from './fhir/storage/repository.js';
 import type { PayerAdapters } from './insurance/payer-adapter.js';
 import { eligibilityOperation } from './insurance/eligibility.js';
 import { onboardingStatusOperation } from './onboarding/onboarding-operation.js';
+// --- billing: begin ---
+import type { Billing } from './billing/billing.js';
+import { billingOperations } from './billing/billing-operations.js';
+// --- billing: end ---
 import { subscriptionOperations, type SubscriptionOperationPorts } from './subscriptions/operations.js';
+// --- bulk: begin ---
+import { bulkOperations } from './bulk/operations.js';
+import type { BulkData } from './bulk/service.js';
+// --- bulk: end ---
+// --- analytics: begin ---
+import type { AnalyticsService } from './analytics/analytics-service.js';
+import { analyticsOperations } from './analytics/operations.js';
+import type { AnalyticsReports } from './analytics/reports/report-jobs.js';
+import { reportOperations } from './analytics/reports/report-operations.js';
+// --- analytics: end ---
 
 /** The services the business operations act through (built in server.ts). */
 export interface BusinessServices {
@@ -21,6 +35,19 @@ export interface BusinessServices {
   system: FhirRepository;
   /** Subscription events and status ($status, $events). */
   subscriptions: SubscriptionOperationPorts;
+  // --- bulk: begin ---
+  /** Bulk Data $export/$import kick-offs. */
+  bulk: BulkData;
+  // --- bulk: end ---
+  // --- billing: begin ---
+  /** Invoices, payments and refunds (src/billing/). */
+  billing: Billing;
+  // --- billing: end ---
+  // --- analytics: begin ---
+  /** Figures and reports ($analytics, $analytics-report). */
+  analytics: AnalyticsService;
+  analyticsReports: AnalyticsReports;
+  // --- analytics: end ---
 }
 
 /** Every business operation of the product, each from its own module; server.ts registers them. */
@@ -33,6 +60,14 @@ export function businessOperations(services: BusinessServices): BusinessOperatio
     eligibilityOperation(services),
     onboardingStatusOperation(services),
     ...subscriptionOperations(() => services.subscriptions),
+    ...bulkOperations(() => services.bulk), // --- bulk ---
+    // --- billing: begin ---
+    ...billingOperations({ billing: () => services.billing }),
+    // --- billing: end ---
+    // --- analytics: begin ---
+    ...analyticsOperations(() => services.analytics),
+    ...reportOperations(() => ({ analytics: services.analytics, reports: services.analyticsReports })),
+    // --- analytics: end ---
   ];
 }
 

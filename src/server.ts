@@ -51,6 +51,11 @@ import { coverageGuard } from './insurance/coverage-guard.js';
 import { onboardingGuard } from './onboarding/onboarding-guard.js';
 import { prescriptionGuard } from './prescriptions/prescription-guard.js';
 // --- end insurance, onboarding, prescriptions ---
+// --- billing (imports) ---
+import { Billing } from './billing/billing.js';
+import { stripeWebhookRoutes } from './billing/webhook-route.js';
+import { InvoiceDocumentAccess } from './billing/document-access.js';
+// --- end billing ---
 // --- rate limits (imports) ---
 import { perRequestAccess, rateLimiter } from './http/rate-limit.js';
 import type { ClientRateLimit } from './http/client-rate-limit.js';
@@ -79,6 +84,19 @@ import type { FhirRepository } from './fhir/storage/repository.js';
 import { SideWriteHooks } from './fhir/storage/side-writes.js';
 import { InProcessResourceCache, RedisResourceCache } from './infra/resource-cache.js';
 import { Subscriptions } from './subscriptions/service.js';
+// --- bulk: begin (imports) ---
+import { BulkData } from './bulk/service.js';
+import { bulkRoutes } from './bulk/routes.js';
+// --- bulk: end ---
+// --- analytics (imports) ---
+import { AnalyticsProjection } from './analytics/projection.js';
+import { FACTS } from './analytics/facts.js';
+import { AnalyticsCache } from './analytics/cache.js';
+import { AnalyticsService } from './analytics/analytics-service.js';
+import { AnalyticsReports } from './analytics/reports/report-jobs.js';
+import { confineReports } from './analytics/reports/report-access.js';
+import { ADMIN_CLIENT_ID, ADMIN_SCOPES, adminRoutes } from './analytics/admin-routes.js';
+// --- end analytics ---
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import type { Db } from 'mongodb';
 
@@ -119,6 +137,10 @@ export interface RunningServer {
   notifications: NotificationService;
   /** Subscriptions: outbox, fan-out and delivery (src/subscriptions/). */
   subscriptions: Subscriptions;
+  // --- bulk: begin ---
+  /** Bulk Data $export/$import: jobs, file store (src/bulk/). */
+  bulk: BulkData;
+  // --- bulk: end ---
   close(): Promise<void>;
 }
 
@@ -190,6 +212,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let metricsListener: { url: string; close(): Promise<void> } | undefined;
   let accessCache: AccessContextCache | undefined;
   let subscriptions: Subscriptions | undefined;
+  let bulkData: BulkData | undefined;
+  let billingRef: Billing | undefined;
   try {
     const storage = createCollections(mongo.db, mongo.isFerretDB, config.ferretdbPostgresUrl, logger);
     pgIndexes = storage.pgIndexes;
@@ -272,6 +296,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       sources: () => (capability ? { capability, operations: operations.list(), smart: smartConfiguration(auth.issuer), compartmentTypes: [...patientCompartment().keys()] } : undefined),
     }).routes());
     // --- api docs: end ---
+    // --- analytics: begin (/admin dashboard pages; no token needed for the pages, the API calls carry the user's) ---
+    app.use(adminRoutes({ fhirBase: () => `${publicBase}${FHIR_MOUNT}`, issuer: () => auth.issuer, apiOrigins: () => [new URL(publicBase).origin] }).routes());
+    // --- analytics: end ---
     // /metrics: on the main port for a token with the metrics scope; unauthenticated on METRICS_LISTEN if set.
     app.use(metricsRoutes((authorization) => auth.accessContext(authorization)).routes());
     if (config.metricsListen) metricsListener = await startMetricsListener(config.metricsListen);
@@ -329,8 +356,33 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       baseUrl: () => `${publicBase}${FHIR_MOUNT}`, config: config.subscriptions,
     }));
     const practitionerDecorate = auth.decorate;
-    auth.decorate = (scoped, access) => subs.decorate(practitionerDecorate ? practitionerDecorate(scoped, access) : scoped, access);
+    // Inside the practitioner rules: business operations find their ports on the outermost repository.
+    auth.decorate = (scoped, access) => (practitionerDecorate ? practitionerDecorate(subs.decorate(scoped, access), access) : subs.decorate(scoped, access));
     // --- subscriptions: end ---
+    // --- bulk: begin (tasks run on the job queue as the caller who kicked them off; files in GridFS or a directory) ---
+    const bulk = (bulkData = new BulkData({
+      db: mongo.db, config: config.bulk, logger,
+      repositoryFor: (access) => auth.repositoryFor(access),
+      accessContext: (authorization) => auth.accessContext(authorization),
+      baseUrl: () => `${publicBase}${FHIR_MOUNT}`,
+    }));
+    await bulk.init();
+    // --- bulk: end ---
+    // --- analytics: begin (projection kept by a change log written with every version; figures cached per scope) ---
+    const analyticsProjection = new AnalyticsProjection(mongo.db, repo, (orgs) => analyticsCache.invalidate(orgs));
+    const analyticsCache = new AnalyticsCache(kv, config.mongodbDb, config.analytics.cacheMs);
+    await analyticsProjection.init();
+    // On FerretDB the partition keys' equalities become GIN index lookups in its PostgreSQL table.
+    await pgIndexes?.ensure(FACTS, ['km', 'kom', 'kind']);
+    // The first start on a database projects what is already stored (one process does it).
+    await analyticsProjection.rebuildOnce((n) => logger.info({ resources: n }, 'analytics projection built from the stored resources'));
+    sideWrites.add(analyticsProjection.hook);
+    const analytics = new AnalyticsService({ projection: analyticsProjection, cache: analyticsCache, system: repo, config: config.analytics });
+    // Reports are jobs on the job runner; their Binary/DocumentReference read only for who may see the figures.
+    const analyticsReports = new AnalyticsReports({ db: mongo.db, system: repo, analytics: () => analytics, jobs: () => jobs!, logger, baseUrl: () => `${publicBase}${FHIR_MOUNT}` });
+    const reportDecorate = auth.decorate;
+    auth.decorate = (scoped, access) => confineReports(reportDecorate ? reportDecorate(scoped, access) : scoped, access);
+    // --- analytics: end ---
     // --- notifications, jobs, reviews: begin ---
     // Notices go out on the channels each user chose (preferences at /auth/preferences); reminders, booking
     // notices and no-show marking run as durable jobs in any process, each once (jobs/job-runner.ts says why not agenda). Jobs and the rating recompute
@@ -340,8 +392,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const notifications = new NotificationService({ repo, mailer, store: notificationStore, logger });
     jobs = await initJobs({
       db: mongo.db, logger, enabled: config.jobsEnabled, pollMs: config.jobsPollMs, lockLifetimeMs: config.jobsLeaseMs,
-      definitions: jobDefinitions({ repo, notifications, logger, noShowGraceMinutes: config.noShowGraceMinutes, noShowEveryMs: 5 * 60_000 }),
+      definitions: jobDefinitions({ repo, notifications, logger, noShowGraceMinutes: config.noShowGraceMinutes, noShowEveryMs: 5 * 60_000 }, [...bulk.jobDefinitions(), analyticsReports.job()]),
     });
+    bulk.jobs = jobs; // --- bulk ---
     const reminders = new Reminders({ jobs, offsetsMs: config.reminderOffsetsMs });
     booking.hooks = new AppointmentNotices({ jobs, reminders }).hooks(logger);
     app.use(preferenceRoutes(notificationStore, {
@@ -359,10 +412,34 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     auth.decorate = (scoped, access) => innerDecorate!(new GuardedRepository(scoped, access, guards), access);
     const payers = new PayerAdapters([new LocalRulesAdapter()]);
     // --- insurance, onboarding, prescriptions: end ---
+    // --- billing: begin ---
+    // Invoices for held and booked appointments, payments (Stripe), refunds on cancellation. Booking calls billing
+    // through its hooks and gate (a held appointment with a fee is booked once paid); billing books and releases
+    // holds through this port, so neither module imports the other.
+    const billing = (billingRef = new Billing({ db: mongo.db, system: repo, mailer, logger }, config.stripe));
+    const billingCaller = { repo, access: { clientId: 'medivoy-billing', scopes: [] } };
+    await billing.init({
+      bookHeld: (ref) => booking.book(billingCaller, { appointment: ref }),
+      cancel: (ref, reason) => booking.transition('system', ref, 'cancel', reason),
+    });
+    const notices = booking.hooks;
+    const charges = billing.hooks();
+    booking.hooks = {
+      booked: async (a) => { await notices.booked?.(a).catch(() => undefined); await charges.booked(a); },
+      cancelled: async (a) => { await notices.cancelled?.(a).catch(() => undefined); await charges.cancelled(a); },
+      rescheduled: notices.rescheduled,
+      held: async (a) => { await notices.held?.(a).catch(() => undefined); await charges.held(a); },
+    };
+    booking.gate = charges;
+    // Invoice PDFs (Binary with an Invoice as securityContext) are read only by who may read the Invoice.
+    const beforeBilling = auth.decorate;
+    auth.decorate = (scoped, access) => new InvoiceDocumentAccess(beforeBilling ? beforeBilling(scoped, access) : scoped, access);
+    app.use(stripeWebhookRoutes(() => billing).routes());
+    // --- billing: end ---
     // Business operations register themselves (each module's own list); the REST layer serves them and the
     // CapabilityStatement and OperationDefinitions describe them from the same registry.
     const operations = new OperationRegistry().register(
-      ...businessOperations({ booking, ratings, payers, system: repo, subscriptions: subs }),
+      ...businessOperations({ booking, ratings, payers, system: repo, subscriptions: subs, bulk, billing, analytics, analyticsReports }),
     );
     const fhirRoutes = serverRoutes(operations.list());
     await publishOperationDefinitions(repo, operations);
@@ -399,6 +476,11 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       multipart: false,
       parsedMethods: [HttpMethodEnum.POST, HttpMethodEnum.PUT, HttpMethodEnum.PATCH],
     });
+    // --- faults: end ---
+    // --- bulk: begin (status and file endpoints, before the FHIR router) ---
+    app.use(bulkRoutes(bulk, FHIR_MOUNT).routes());
+    // --- bulk: end ---
+    // --- faults: begin ---
     fhir.all(['/', '/{*rest}'], body, parseJsonBody(), endpoint);
     // --- faults: end ---
     app.use(fhir.routes());
@@ -418,6 +500,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     app.keys = await auth.start(publicBase, FHIR_MOUNT); // the provider's cookies are the mounting app's
     capability = runtimeCapabilityStatement({ baseUrl: `${publicBase}${FHIR_MOUNT}`, version: VERSION, startedAt, issuer: auth.issuer });
     await subs.start();
+    // --- analytics: begin (the dashboard's public SMART client, registered again at every start for the current BASE_URL) ---
+    await auth.registerClient({ kind: 'public', client_id: ADMIN_CLIENT_ID, client_name: 'Medivoy administration', redirect_uris: [`${publicBase}/admin/`], allowed_scopes: ADMIN_SCOPES });
+    // --- analytics: end ---
     started = true;
     // `runtime` tells an operator whether this is the compiled build (npm start) or the TypeScript sources (npm run dev).
     const runtime = import.meta.url.endsWith('.js') ? 'compiled' : 'source';
@@ -426,14 +511,16 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const store = kv;
     const mail = mailer;
     return {
-      server, url, metricsUrl: metricsListener?.url, mongo, kv: store, repo, sideWrites, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications, subscriptions: subs,
+      server, url, metricsUrl: metricsListener?.url, mongo, kv: store, repo, sideWrites, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications, subscriptions: subs, bulk,
       async close() {
         clearInterval(holdSweep);
+        billingRef?.stop();
         await drain(server, config.shutdownTimeoutMs);
         pendingRollbacks.close();
         await subs.stop();
         await metricsListener?.close();
         await accessCache?.stop();
+        bulk.stop(); // --- bulk: running slices checkpoint and hand their task back ---
         await jobs!.close(config.shutdownTimeoutMs); // running jobs finish while mail and MongoDB are still open
         await accounts.idle(); // e-mails of the last requests
         await mail.close();
@@ -445,8 +532,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     };
   } catch (err) {
     clearInterval(holdSweep);
+    billingRef?.stop();
     await subscriptions?.stop().catch(() => undefined);
     await metricsListener?.close().catch(() => undefined);
+    bulkData?.stop();
     await jobs?.close(1000).catch(() => undefined);
     await mailer?.close().catch(() => undefined);
     await custom?.stop().catch(() => undefined);

@@ -162,7 +162,8 @@ describe('/openapi.json', () => {
               expect(branches.map((b: any) => b.properties.name.const)).toEqual(inputs.map((p) => p.name));
               expect(documented.requestBody.required).toBe(inputs.some((p) => p.min > 0));
             } else {
-              expect(paramNames(doc, path, method.toLowerCase())).toEqual(expect.arrayContaining(inputs.map((p) => `query:${p.name}`)));
+              // GET carries primitive parameters only (R4 3.1.0.11.1); a Reference (Bulk Data's patient) is POST-only. --- bulk ---
+              expect(paramNames(doc, path, method.toLowerCase())).toEqual(expect.arrayContaining(inputs.filter((p) => !p.type || /^[a-z]/.test(p.type)).map((p) => `query:${p.name}`)));
             }
             for (const out of (o.parameters ?? []).filter((p) => p.use === 'out')) expect(documented.description).toContain(`| ${out.name} | out |`);
           }
@@ -191,6 +192,17 @@ describe('/openapi.json', () => {
     withUnknown.rest![0]!.resource!.find((r) => r.type === 'Patient')!.operation!.push({ name: 'undocumented', definition: 'http://example.org/OperationDefinition/x' });
     expect(() => buildOpenApiDocument({ capability: withUnknown, operations: declaredOperations(), smart: smartEndpoints, compartmentTypes: [] })).toThrow(/\$undocumented on Patient is served but not documented/);
   });
+
+  // --- bulk: begin ---
+  it('documents the Bulk Data status and file routes beside the kick-off operations', () => {
+    expect(op('/_bulk/status/{id}', 'get').responses['202'].headers['X-Progress']).toBeDefined();
+    expect(op('/_bulk/status/{id}', 'delete').responses['202']).toBeDefined();
+    expect(Object.keys(op('/_bulk/files/{id}/{file}', 'get').responses['200'].content)).toEqual(['application/fhir+ndjson']);
+    expect(paramNames(doc, '/_bulk/files/{id}/{file}', 'get')).toEqual(['path:id', 'path:file']);
+    expect(op('/$export', 'get').description).toContain('http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export');
+    expect(op('/Group/{id}/$export', 'post').description).toContain('http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export');
+  });
+  // --- bulk: end ---
 
   it('declares the SMART oauth2 flows of /.well-known/smart-configuration with its scopes, and a bearer scheme', () => {
     const { smart: oauth, bearer } = doc.components.securitySchemes;
@@ -282,11 +294,13 @@ describe('/api-docs', () => {
 
   it('serves swagger-ui-dist\'s own files unchanged, cacheable', async () => {
     for (const [file, type] of [['swagger-ui-bundle.js', 'text/javascript'], ['swagger-ui.css', 'text/css'], ['oauth2-redirect.html', 'text/html'], ['favicon-32x32.png', 'image/png']] as const) {
-      const res = await fetch(`${srv.url}/api-docs/${file}`, { headers: { connection: 'close' } }); // no pooled socket the server may have closed
+      // Kept-alive sockets: a large body on a `connection: close` socket trips undici's paused-parser
+      // assertion when the FIN arrives before the body is read (nodejs/undici#5360), failing the whole file.
+      const res = await http('GET', `${srv.url}/api-docs/${file}`);
       expect(res.status).toBe(200);
       expect(res.headers.get('content-type')).toMatch(new RegExp(`^${type}`));
       expect(res.headers.get('cache-control')).toBe('public, max-age=86400');
-      expect(Buffer.from(await res.arrayBuffer()).equals(readFileSync(join(DIST, file)))).toBe(true);
+      expect(res.bytes.equals(readFileSync(join(DIST, file)))).toBe(true);
     }
     const redirect = await http('GET', `${srv.url}/api-docs/oauth2-redirect.html`);
     expect(redirect.headers.get('content-security-policy')).toMatch(/script-src 'self'/);

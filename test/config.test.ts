@@ -40,6 +40,7 @@ describe('loadConfig', () => {
       searchCursorTtlMs: 3600 * 1000,
       searchMaxIncludes: 1000,
       ferretdbPostgresUrl: undefined,
+      ferretdbSqlSearch: true,
       reindexWorker: true,
       reindexPollMs: 5000,
       reindexBatchSize: 200,
@@ -60,9 +61,42 @@ describe('loadConfig', () => {
       passwordResetTtlMs: 1800 * 1000,
       passwordResetUrl: undefined,
       rateLimits: { enabled: true, algorithm: 'sliding-window', windowMs: 60_000, perClient: 600, perUser: 300, perIp: 1200, signInPerIp: 60 },
+      // --- analytics: begin ---
+      analytics: { cacheMs: 300_000, maxPeriodDays: 366 },
+      // --- analytics: end ---
       subscriptions: { enabled: true, endpointAllowlist: [], retryMs: 24 * 3600_000, backoffBaseMs: 5000, backoffMaxMs: 15 * 60_000, pollMs: 1000, leaseMs: 60_000, defaultTimeoutSeconds: 10, propagationMs: 10_000 },
+      // --- bulk: begin ---
+      bulk: {
+        fileStore: 'gridfs', fileDir: undefined, maxResourcesPerFile: 100_000, expiryMs: 24 * 3_600_000, sliceMs: 10_000, retryAfterSeconds: 5,
+        maxActivePerClient: 3, importDir: undefined, importOrigins: [], sweepMs: 5 * 60_000,
+      },
+      // --- bulk: end ---
+      stripe: { secretKey: undefined, webhookSecret: undefined, apiBase: undefined },
     });
   });
+
+  // --- bulk: begin ---
+  it('reads bulk data settings (file store, part size, expiry, import sources) and refuses bad ones by name', () => {
+    expect(loadConfig({ BULK_FILE_STORE: 'directory', BULK_FILE_DIR: '/var/lib/medivoy/bulk', BULK_FILE_MAX_RESOURCES: '5000', BULK_FILE_EXPIRY: '2h', BULK_IMPORT_ORIGINS: 'https://files.example.org' }).bulk)
+      .toMatchObject({ fileStore: 'directory', fileDir: '/var/lib/medivoy/bulk', maxResourcesPerFile: 5000, expiryMs: 7_200_000, importOrigins: ['https://files.example.org'] });
+    const problems = configError({ BULK_FILE_STORE: 'directory', BULK_FILE_EXPIRY: 'soon', BULK_IMPORT_ORIGINS: 'https://x.example/path', BULK_FILE_MAX_RESOURCES: '0' }).problems.join();
+    expect(problems).toMatch(/BULK_FILE_DIR/);
+    expect(problems).toMatch(/BULK_FILE_EXPIRY/);
+    expect(problems).toMatch(/BULK_IMPORT_ORIGINS/);
+    expect(problems).toMatch(/BULK_FILE_MAX_RESOURCES/);
+  });
+  // --- bulk: end ---
+
+  // --- billing: begin ---
+  it('reads the Stripe keys and refuses malformed ones by name', () => {
+    expect(loadConfig({ STRIPE_SECRET_KEY: 'sk_test_abc', STRIPE_WEBHOOK_SECRET: 'whsec_x', STRIPE_API_BASE: 'http://127.0.0.1:12111/' }).stripe)
+      .toEqual({ secretKey: 'sk_test_abc', webhookSecret: 'whsec_x', apiBase: 'http://127.0.0.1:12111' });
+    const problems = configError({ STRIPE_SECRET_KEY: 'pk_test_abc', STRIPE_WEBHOOK_SECRET: 'secret', STRIPE_API_BASE: 'ftp://x' }).problems.join();
+    expect(problems).toMatch(/STRIPE_SECRET_KEY/);
+    expect(problems).toMatch(/STRIPE_WEBHOOK_SECRET/);
+    expect(problems).toMatch(/STRIPE_API_BASE/);
+  });
+  // --- billing: end ---
 
   it('reads subscription settings (retry period in hours, allow-list) and refuses bad ones by name', () => {
     expect(loadConfig({ SUBSCRIPTION_RETRY_HOURS: '0.5', SUBSCRIPTION_ENDPOINT_ALLOWLIST: 'hooks.example.org, *.lab.example,10.0.0.0/8' }).subscriptions)

@@ -26,8 +26,8 @@ const dbName = `t_${randomBytes(6).toString('hex')}`;
 
 beforeAll(async () => {
   smtp = await startSmtp();
-  a = await startTestServer({ SMTP_URL: smtp.url, ...ENV }, { dbName, keepDb: true });
-  b = await startTestServer({ SMTP_URL: smtp.url, ...ENV }, { dbName });
+  a = await startTestServer({ SMTP_URL: smtp.url, ...ENV }, { dbName, keepDb: true, single: true }); // two processes already
+  b = await startTestServer({ SMTP_URL: smtp.url, ...ENV }, { dbName, single: true });
   appId = (await a.running.auth.registerClient({ kind: 'public', redirect_uris: [REDIRECT], allowed_scopes: 'openid fhirUser user/*.cruds', client_name: 'Notifications test' })).client_id as string;
 }, 60_000);
 afterAll(async () => {

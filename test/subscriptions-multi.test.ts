@@ -48,7 +48,7 @@ const ENV = {
   SUBSCRIPTION_TIMEOUT_SECONDS: '1', SUBSCRIPTION_LEASE_MS: '6000', SUBSCRIPTION_PROPAGATION_MS: '1000',
 };
 const obs = (code: string) => ({ resourceType: 'Observation', status: 'final', code: { coding: [{ system: 'http://loinc.org', code }] }, subject: { reference: 'Patient/p1' } });
-const numbers = (hits: Hit[], sub: string) => hits.filter((h) => h.headers['x-medivoy-subscription'] === `Subscription/${sub}`).map((h) => Number(h.headers['x-medivoy-event-number']));
+const numbers = (hits: Hit[], sub: string) => hits.filter((h) => h.headers['x-medivoy-subscription'] === `Subscription/${sub}` && h.headers['x-medivoy-notification-type'] !== 'handshake').map((h) => Number(h.headers['x-medivoy-event-number']));
 const range = (n: number) => Array.from({ length: n }, (_, i) => i + 1);
 
 /** A subscription notifies about changes from its `since` on (once every process knows of it; README). */

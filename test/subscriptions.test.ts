@@ -248,8 +248,15 @@ describe('Backport topic-based subscriptions', () => {
     await http('POST', `${srv.base}/Encounter`, { body: { resourceType: 'Encounter', status: 'planned', class: { code: 'AMB' }, subject: { reference: 'Patient/pb' } } });
     const enc = (await http('POST', `${srv.base}/Encounter`, { body: { resourceType: 'Encounter', status: 'planned', class: { code: 'AMB' }, subject: { reference: 'Patient/pa' } } })).body;
     await http('DELETE', `${srv.base}/Encounter/${enc.id}`);
-    await waitFor('two notifications', () => rx.hits.filter((h) => h.url === '/topic').length >= 2 && true);
-    const [first, second] = rx.hits.filter((h) => h.url === '/topic').map((h) => JSON.parse(h.body));
+    const topicHits = () => rx.hits.filter((h) => h.url === '/topic');
+    await waitFor('a handshake and two notifications', () => topicHits().length >= 3 && true);
+    // The Backport handshake comes first: a SubscriptionStatus of type handshake, no events.
+    const [handshake, first, second] = topicHits().map((h) => JSON.parse(h.body));
+    expect(topicHits()[0]!.headers['x-medivoy-notification-type']).toBe('handshake');
+    const hs = handshake.entry[0].resource.parameter;
+    expect(hs.find((x: any) => x.name === 'type').valueCode).toBe('handshake');
+    expect(hs.find((x: any) => x.name === 'events-since-subscription-start').valueString).toBe('0');
+    expect(handshake.entry).toHaveLength(1);
     expect(first.resourceType).toBe('Bundle');
     expect(first.type).toBe('history');
     const status = first.entry[0].resource;
@@ -296,7 +303,8 @@ describe('Backport topic-based subscriptions', () => {
     const b = JSON.parse(hit.body);
     expect(b.entry[1].fullUrl).toMatch(new RegExp(`/Invoice/${inv.id}$`));
     expect(b.entry[1].resource).toBeUndefined();
-    const hb = await waitFor('a heartbeat', () => rx.hits.find((h) => h.url === '/idonly' && h.headers['x-medivoy-notification-type'] === 'heartbeat'));
+    // (A heartbeat may also fall between the handshake and the event; the one after the event counts it.)
+    const hb = await waitFor('a heartbeat', () => rx.hits.slice(rx.hits.indexOf(hit)).find((h) => h.url === '/idonly' && h.headers['x-medivoy-notification-type'] === 'heartbeat'));
     const hbStatus = JSON.parse(hb.body).entry[0].resource.parameter;
     expect(hbStatus.find((x: any) => x.name === 'type').valueCode).toBe('heartbeat');
     expect(hbStatus.find((x: any) => x.name === 'events-since-subscription-start').valueString).toBe('1');
@@ -333,13 +341,15 @@ describe('guaranteed delivery', () => {
       return st.body.entry[0].resource.parameter.find((x: any) => x.name === 'events-since-subscription-start').valueString === '5';
     });
     await rx.up();
-    const bundles = () => rx.hits.filter((h) => h.url === '/batched').map((h) => JSON.parse(h.body));
+    const bundles = () => rx.hits.filter((h) => h.url === '/batched' && h.headers['x-medivoy-notification-type'] === 'event-notification').map((h) => JSON.parse(h.body));
     const numbersIn = (b: any) => b.entry[0].resource.parameter.filter((x: any) => x.name === 'notification-event').map((x: any) => Number(x.part[0].valueString));
     await waitFor('all five', () => distinct(bundles().flatMap(numbersIn)).length >= 5 && true);
     expect(bundles().every((b) => numbersIn(b).length >= 1 && numbersIn(b).length <= 3 && b.entry.length === numbersIn(b).length + 1)).toBe(true);
     expect(distinct(bundles().flatMap(numbersIn))).toEqual([1, 2, 3, 4, 5]);
     // All five were numbered while the receiver was down, so the first Bundle it accepted carried three.
     expect(numbersIn(bundles()[0])).toEqual([1, 2, 3]);
+    // No event before the handshake was accepted.
+    expect(rx.hits.filter((h) => h.url === '/batched')[0]!.headers['x-medivoy-notification-type']).toBe('handshake');
   });
 
   it('answers 500, then a redirect (not followed), then recovers: in order, nothing skipped', async () => {

@@ -52,3 +52,49 @@ export const CORE_OPERATIONS: DocumentedOperation[] = [
     typeLevelOnly: ['_id'],
   },
 ];
+
+// --- bulk: begin ---
+/** A plain route a module serves under the FHIR base outside the operation registry (not an operation). */
+export interface DocumentedRoute {
+  /** Relative to the FHIR base, with `{name}` path parameters. */
+  path: string;
+  method: 'get' | 'delete';
+  operationId: string;
+  summary: string;
+  description: string;
+  parameters: { name: string; description: string }[];
+  /** Success responses: status → description, media type and headers (errors are OperationOutcomes). */
+  responses: Record<string, { description: string; contentType?: string; headers?: Record<string, string> }>;
+  errors: ('400' | '404' | '410')[];
+}
+
+const BULK_ID = { name: 'id', description: 'The bulk request (from the kick-off\'s Content-Location)' };
+
+/** The Bulk Data status and file endpoints (src/bulk/routes.ts): they need a token of the client that started the request. */
+export const CORE_ROUTES: DocumentedRoute[] = [
+  {
+    path: '/_bulk/status/{id}', method: 'get', operationId: 'bulkStatus', summary: 'Bulk Data status: progress, or the manifest when done',
+    description: 'Polls a `$export` or `$import` request. In progress: 202 with `X-Progress` and `Retry-After`. Done: 200 with the manifest (JSON: transactionTime, request, requiresAccessToken, output, error), with `Expires`.',
+    parameters: [BULK_ID],
+    responses: {
+      200: { description: 'The manifest', contentType: 'application/json', headers: { Expires: 'When the files are removed' } },
+      202: { description: 'In progress', contentType: 'application/fhir+json', headers: { 'X-Progress': 'Resources done of all', 'Retry-After': 'Seconds to wait before polling again' } },
+    },
+    errors: ['404'],
+  },
+  {
+    path: '/_bulk/status/{id}', method: 'delete', operationId: 'bulkCancel', summary: 'Cancels a bulk request (or cleans up a finished one) and removes its files',
+    description: 'Afterwards the status URL answers 404.',
+    parameters: [BULK_ID],
+    responses: { 202: { description: 'Cancelled', contentType: 'application/fhir+json' } },
+    errors: ['404'],
+  },
+  {
+    path: '/_bulk/files/{id}/{file}', method: 'get', operationId: 'bulkFile', summary: 'One NDJSON file of a finished bulk request',
+    description: 'A file named in the manifest\'s output or error (one resource per line).',
+    parameters: [BULK_ID, { name: 'file', description: 'The file name, as the manifest\'s url ends' }],
+    responses: { 200: { description: 'The file', contentType: 'application/fhir+ndjson', headers: { Expires: 'When the file is removed' } } },
+    errors: ['404'],
+  },
+];
+// --- bulk: end ---

@@ -3,7 +3,9 @@ import type { BusinessOperation } from '../fhir/operations/registry.js';
 import { sharedComponents } from './components.js';
 import { compartmentPath, systemPaths, typeInteractionPaths } from './interaction-paths.js';
 import { operationPaths } from './operation-paths.js';
-import type { OpenApiDocument, ParameterObject, PathItem } from './openapi-types.js';
+import { CORE_ROUTES } from './core-operations.js';
+import { errorResponses } from './components.js';
+import { ref, type OpenApiDocument, type ParameterObject, type PathItem } from './openapi-types.js';
 
 /** What the document takes of the SMART discovery document (/.well-known/smart-configuration). */
 export interface SmartEndpoints {
@@ -55,6 +57,22 @@ export function buildOpenApiDocument(src: OpenApiSources): OpenApiDocument {
   for (const r of rest.resource ?? []) typeInteractionPaths(r, common, own, paths);
   if (types.includes('Patient') && (rest.resource ?? []).find((r) => r.type === 'Patient')?.interaction?.some((i) => i.code === 'search-type')) compartmentPath(paths);
   operationPaths(rest, src.operations, paths, components.schemas);
+  // --- bulk: begin (plain routes of modules under the FHIR base: Bulk Data status and files) ---
+  for (const r of CORE_ROUTES) {
+    (paths[r.path] ??= {})[r.method] = {
+      operationId: r.operationId, summary: r.summary, description: r.description, tags: ['System'],
+      parameters: r.parameters.map((p) => ({ name: p.name, in: 'path' as const, required: true, description: p.description, schema: { type: 'string' } })),
+      responses: {
+        ...Object.fromEntries(Object.entries(r.responses).map(([status, x]) => [status, {
+          description: x.description,
+          ...(x.headers ? { headers: Object.fromEntries(Object.entries(x.headers).map(([h, d]) => [h, { description: d, schema: { type: 'string' } }])) } : {}),
+          ...(x.contentType ? { content: { [x.contentType]: { schema: x.contentType === 'application/fhir+json' ? ref('schemas', 'OperationOutcome') : x.contentType === 'application/json' ? { type: 'object' } : { type: 'string' } } } } : {}),
+        }])),
+        ...errorResponses(...r.errors),
+      },
+    };
+  }
+  // --- bulk: end ---
   Object.assign(components.parameters, own);
   components.schemas.CapabilityStatement ??= { type: 'object' };
   const scopes = Object.fromEntries(src.smart.scopes_supported.map((s) => [s, scopeDescription(s)]));

@@ -107,13 +107,29 @@ async function importNdjson(text: string, opts: ImportOptions): Promise<number> 
   const size = opts.ndjsonBatchSize ?? 500;
   for (let i = 0; i < lines.length; i += size) {
     const entry = lines.slice(i, i + size).map((line, j) => {
-      const r = JSON.parse(line) as { resourceType: string; id?: string };
-      if (!r.id) throw new Error(`line ${i + j + 1}: NDJSON resources need an id`);
+      const r = ndjsonResource(line, i + j + 1);
       return { resource: r, request: { method: 'PUT', url: `${r.resourceType}/${r.id}` } };
     });
     await postBundle({ resourceType: 'Bundle', type: 'batch', entry }, opts);
   }
   return lines.length;
+}
+
+/**
+ * One NDJSON line as a resource to store under its own id (so references between files hold); throws a
+ * message naming the line otherwise. The server-side `$import` (bulk/import-task.ts) reads lines with it too.
+ */
+export function ndjsonResource(line: string, lineNo: number): { resourceType: string; id: string } & Record<string, unknown> {
+  let r: unknown;
+  try {
+    r = JSON.parse(line);
+  } catch {
+    throw new Error(`line ${lineNo}: not valid JSON`);
+  }
+  if (!r || typeof r !== 'object' || Array.isArray(r) || typeof (r as { resourceType?: unknown }).resourceType !== 'string') throw new Error(`line ${lineNo}: not a FHIR resource`);
+  const res = r as { resourceType: string; id?: unknown };
+  if (typeof res.id !== 'string' || !res.id) throw new Error(`line ${lineNo}: NDJSON resources need an id`);
+  return res as { resourceType: string; id: string } & Record<string, unknown>;
 }
 
 async function postBundle(bundle: { resourceType?: string; type?: string; entry?: unknown[] }, opts: ImportOptions): Promise<void> {

@@ -66,12 +66,20 @@ export interface Config {
   jobsEnabled: boolean;
   /** Subscriptions (src/subscriptions/service.ts). */
   subscriptions: import('../subscriptions/service.js').SubscriptionConfig;
+  // --- bulk: begin ---
+  /** Bulk Data $export and $import (src/bulk/service.ts). */
+  bulk: import('../bulk/service.js').BulkConfig;
+  // --- bulk: end ---
   /** How often a process looks for due jobs. */
   jobsPollMs: number;
   // --- faults: begin ---
   /** How long a job run (and a notification being sent) is leased to a process before another may take it over. */
   jobsLeaseMs: number;
   // --- faults: end ---
+  // --- analytics: begin ---
+  /** $analytics: how long computed figures stay cached (ANALYTICS_CACHE_SECONDS; 0: off) and the longest period (ANALYTICS_MAX_PERIOD_DAYS). */
+  analytics: { cacheMs: number; maxPeriodDays: number };
+  // --- analytics: end ---
   /** Appointment reminders go out this long before the start, one per offset (REMINDER_OFFSETS, e.g. 24h,2h,30m). */
   reminderOffsetsMs: number[];
   /** A booked appointment is marked no-show this long after its end without arrival. */
@@ -105,6 +113,10 @@ export interface Config {
     signInPerIp: number;
   };
   // --- rate limits: end ---
+  // --- billing: begin ---
+  /** Stripe (src/billing/stripe-gateway.ts): no secret key, no payments ($pay 503); no webhook secret, no webhook (503). */
+  stripe: { secretKey?: string; webhookSecret?: string; apiBase?: string };
+  // --- billing: end ---
 }
 
 export class ConfigError extends Error {
@@ -290,6 +302,48 @@ export function loadConfig(env: Env = process.env): Config {
   if (subscriptions.defaultTimeoutSeconds * 1000 * 2 + 4_000 > subscriptions.leaseMs) problems.push('SUBSCRIPTION_LEASE_MS must exceed twice SUBSCRIPTION_TIMEOUT_SECONDS plus 4 seconds');
   // --- subscriptions: end ---
 
+  // --- bulk: begin ---
+  const bulkDuration = (name: string, fallback: number) => {
+    const v = env[name];
+    if (v === undefined || v === '') return fallback;
+    const ms = parseDuration(v);
+    if (ms === undefined || ms <= 0) problems.push(`${name}=${JSON.stringify(v)} must be a duration such as 30s, 10m, 2h or 1d`);
+    return ms ?? fallback;
+  };
+  const bulk = {
+    fileStore: oneOf('BULK_FILE_STORE', ['gridfs', 'directory'] as const, 'gridfs'),
+    fileDir: env.BULK_FILE_DIR || undefined,
+    maxResourcesPerFile: int('BULK_FILE_MAX_RESOURCES', 100_000, 1, 10_000_000),
+    expiryMs: bulkDuration('BULK_FILE_EXPIRY', 24 * 3_600_000),
+    sliceMs: int('BULK_SLICE_MS', 10_000, 100, 600_000),
+    retryAfterSeconds: int('BULK_RETRY_AFTER_SECONDS', 5, 1, 3600),
+    maxActivePerClient: int('BULK_MAX_ACTIVE_PER_CLIENT', 3, 1, 1000),
+    importDir: env.BULK_IMPORT_DIR || undefined,
+    importOrigins: (env.BULK_IMPORT_ORIGINS ?? '').split(',').map((x) => x.trim()).filter(Boolean),
+    sweepMs: bulkDuration('BULK_SWEEP_INTERVAL', 5 * 60_000),
+  };
+  if (bulk.fileStore === 'directory' && !bulk.fileDir) problems.push('BULK_FILE_STORE=directory needs BULK_FILE_DIR (the directory files go to)');
+  for (const o of bulk.importOrigins) {
+    try {
+      if (new URL(o).origin !== o) throw new Error('not an origin');
+    } catch {
+      problems.push(`BULK_IMPORT_ORIGINS: '${o}' is not an origin such as https://files.example.org`);
+    }
+  }
+  // --- bulk: end ---
+  // --- billing: begin ---
+  const stripe: Config['stripe'] = {
+    secretKey: env.STRIPE_SECRET_KEY || undefined,
+    webhookSecret: env.STRIPE_WEBHOOK_SECRET || undefined,
+    apiBase: url('STRIPE_API_BASE', ['http:', 'https:'])?.replace(/\/+$/, ''),
+  };
+  if (stripe.secretKey && !/^(sk|rk)_(test|live)_\S+$/.test(stripe.secretKey)) problems.push('STRIPE_SECRET_KEY must be a Stripe secret key (sk_test_… or sk_live_…)');
+  if (stripe.webhookSecret && !/^whsec_\S+$/.test(stripe.webhookSecret)) problems.push('STRIPE_WEBHOOK_SECRET must be a webhook signing secret (whsec_…)');
+  // --- billing: end ---
+  // --- analytics: begin ---
+  const analytics = { cacheMs: int('ANALYTICS_CACHE_SECONDS', 300, 0, 86400) * 1000, maxPeriodDays: int('ANALYTICS_MAX_PERIOD_DAYS', 366, 1, 3660) };
+  // --- analytics: end ---
+
   if (problems.length) throw new ConfigError(problems);
   return {
     nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, mongodbConnectTimeoutMs, mongodbOperationWaitMs, metricsListen, accessCacheMs, resourceCacheMs, redisUrl, logLevel, maxBodySize, corsOrigins,
@@ -299,5 +353,8 @@ export function loadConfig(env: Env = process.env): Config {
     jobsEnabled, jobsPollMs, jobsLeaseMs, reminderOffsetsMs, noShowGraceMinutes, ratingSearchParameter,
     smtpUrl, mailFrom, authMaxFailures, authMaxFailuresPerIp, authLockoutMs, passwordResetTtlMs, passwordResetUrl,
     rateLimits, subscriptions,
+    bulk, // --- bulk ---
+    stripe,
+    analytics,
   };
 }

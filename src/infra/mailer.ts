@@ -6,6 +6,14 @@ export interface MailMessage {
   subject: string;
   text: string;
   html: string;
+  /** Files sent along (e.g. an invoice PDF). */
+  attachments?: MailAttachment[];
+}
+
+export interface MailAttachment {
+  filename: string;
+  contentType: string;
+  content: Buffer;
 }
 
 /** Outgoing e-mail port: domain code sends through it and never sees SMTP. */
@@ -66,7 +74,7 @@ class SmtpMailer implements Mailer {
     private readonly logger: Logger,
   ) {}
   async send(msg: MailMessage): Promise<void> {
-    const info = await this.transport.sendMail({ to: msg.to, subject: msg.subject, text: msg.text, html: msg.html });
+    const info = await this.transport.sendMail({ to: msg.to, subject: msg.subject, text: msg.text, html: msg.html, ...(msg.attachments?.length ? { attachments: msg.attachments } : {}) });
     this.logger.debug({ to: msg.to, subject: msg.subject, messageId: info.messageId }, 'e-mail sent');
   }
   async close(): Promise<void> {

@@ -27,6 +27,16 @@ export interface BookingHooks {
   booked?(appointment: Appointment): Promise<void>;
   cancelled?(appointment: Appointment): Promise<void>;
   rescheduled?(appointment: Appointment): Promise<void>;
+  /** After a hold is stored (e.g. billing issues the invoice to pay before booking). */
+  held?(appointment: Appointment): Promise<void>;
+}
+
+/**
+ * Checks before a held appointment is booked, passed in by the composition root (e.g. billing: the invoice must be
+ * paid first). Unlike the hooks, a gate that throws refuses the booking; the hold stays as it was.
+ */
+export interface BookingGate {
+  beforeBookHeld(appointment: Appointment): Promise<void>;
 }
 
 /** The caller of a booking operation: their scoped repository and who they are. */
@@ -54,6 +64,7 @@ export class BookingService {
     private readonly system: FhirRepository,
     private readonly opts: BookingOptions,
     public hooks: BookingHooks = {},
+    public gate?: BookingGate,
   ) {
     this.claims = new SlotClaims(db);
     this.locks = db.collection<Lock>('booking_locks');
@@ -132,6 +143,7 @@ export class BookingService {
       }
       await this.setSlotStatus(slotId, mode === 'hold' ? 'busy-tentative' : 'busy');
       if (mode === 'book') await this.hooks.booked?.(stored).catch(() => undefined);
+      else await this.hooks.held?.(stored).catch(() => undefined);
       return stored;
     });
   }
@@ -139,20 +151,30 @@ export class BookingService {
   private async bookHeld(caller: Caller, appointmentRef: string): Promise<Appointment> {
     const { appointment, version } = await this.readOwn(caller, appointmentRef);
     if (appointment.status !== 'proposed') throw errors.conflict(`Appointment/${appointment.id} is ${appointment.status}, not held`);
+    await this.gate?.beforeBookHeld(appointment);
     const slotRef = appointment.slot?.[0]?.reference;
     if (!slotRef || !(await this.claims.confirmHold(slotRef, `Appointment/${appointment.id}`))) {
       throw errors.conflict('The hold has lapsed and the slot was taken; choose another slot');
     }
     const next: Appointment = { ...appointment, status: 'pending', extension: appointment.extension?.filter((e) => e.url !== HOLD_EXPIRES_URL) };
-    const stored = parseResource((await this.system.update(next, { ifMatch: version })).version) as Appointment;
+    let stored: Appointment;
+    try {
+      stored = parseResource((await this.system.update(next, { ifMatch: version })).version) as Appointment;
+    } catch (err) {
+      // Changed meanwhile (e.g. the lapsed hold was cancelled): give back the claim this booking took.
+      await this.claims.release(slotRef, `Appointment/${appointment.id}`);
+      if ((err as { status?: number }).status === 412) throw errors.conflict('The hold was released meanwhile; choose a slot again');
+      throw err;
+    }
     await this.setSlotStatus(idOf(slotRef, 'Slot'), 'busy');
     await this.hooks.booked?.(stored).catch(() => undefined);
     return stored;
   }
 
   /** A lifecycle step (`$confirm`, `$arrive`, `$complete`, `$cancel`, `$noshow`) along the guide's table. */
-  async transition(caller: Caller | 'system', appointmentRef: string, action: Exclude<Action, 'book' | 'reschedule'>, reason?: string): Promise<Appointment> {
+  async transition(caller: Caller | 'system', appointmentRef: string, action: Exclude<Action, 'book' | 'reschedule'>, reason?: string, onlyFrom?: AppointmentStatus[]): Promise<Appointment> {
     const { appointment, version } = caller === 'system' ? await this.readSystem(appointmentRef) : await this.readOwn(caller, appointmentRef);
+    if (onlyFrom && !onlyFrom.includes(appointment.status as AppointmentStatus)) return appointment;
     await this.authorize(caller, appointment, action);
     const rule = TRANSITIONS[action];
     const status = appointment.status as AppointmentStatus;
@@ -180,8 +202,9 @@ export class BookingService {
     ) as Appointment;
     const slotRef = appointment.slot?.[0]?.reference;
     if ((action === 'cancel' || action === 'noshow') && slotRef) {
-      await this.claims.release(slotRef, `Appointment/${appointment.id}`);
-      if (action === 'cancel' && Date.parse(appointment.start!) > Date.now()) await this.setSlotStatus(idOf(slotRef, 'Slot'), 'free');
+      // Only a slot this appointment still held is freed: a lapsed hold may have been taken over by another booking.
+      const released = await this.claims.release(slotRef, `Appointment/${appointment.id}`);
+      if (action === 'cancel' && released && Date.parse(appointment.start!) > Date.now()) await this.setSlotStatus(idOf(slotRef, 'Slot'), 'free');
       await this.hooks.cancelled?.(stored).catch(() => undefined);
     }
     if (action === 'arrive') await this.openEncounter(next);
@@ -226,8 +249,11 @@ export class BookingService {
     for (const claim of await this.claims.lapsedHolds()) {
       const del = await this.claims.col.deleteOne({ _id: claim._id, appointment: claim.appointment, state: 'hold' });
       if (!del.deletedCount) continue;
-      await this.setSlotStatus(idOf(claim._id, 'Slot'), 'free').catch(() => undefined);
-      await this.transition('system', claim.appointment, 'cancel', 'The hold expired').catch(() => undefined);
+      // Only a hold that is still a hold is cancelled: a booking of it that re-claimed the slot meanwhile stands
+      // (its update and this cancellation are ordered by the appointment's version).
+      const cancelled = await this.transition('system', claim.appointment, 'cancel', 'The hold expired', ['proposed']).catch(() => undefined);
+      if (cancelled?.status !== 'cancelled') continue;
+      if (!(await this.claims.holder(claim._id))) await this.setSlotStatus(idOf(claim._id, 'Slot'), 'free').catch(() => undefined);
       n++;
     }
     return n;

@@ -43,8 +43,9 @@ export class SlotClaims {
     return this.claim(slot, appointment, 'booked');
   }
 
-  async release(slot: string, appointment: string): Promise<void> {
-    await this.col.deleteOne({ _id: slot, appointment });
+  /** Gives up this appointment's claim; false when it held none (e.g. its lapsed hold was taken over). */
+  async release(slot: string, appointment: string): Promise<boolean> {
+    return (await this.col.deleteOne({ _id: slot, appointment })).deletedCount === 1;
   }
 
   async holder(slot: string): Promise<SlotClaim | null> {

@@ -49,7 +49,7 @@ export class Delivery {
       const state = (await this.o.store.states.findOne({ _id: spec.id })) ?? { _id: spec.id, delivered: 0 };
       if (state.nextAttemptAt && state.nextAttemptAt.getTime() > Date.now()) continue;
       const count = (await this.o.store.counters.findOne({ _id: spec.id }))?.count ?? 0;
-      if (state.delivered >= count && !this.heartbeatDue(spec, state)) continue;
+      if (state.delivered >= count && !this.heartbeatDue(spec, state) && !this.handshakeDue(spec, state)) continue;
       const until = await this.o.leases.hold(`deliver:${spec.id}`, spec.timeoutSeconds * 1000 + 2_000);
       if (!until) continue;
       this.busy.add(spec.id);
@@ -67,6 +67,15 @@ export class Delivery {
     await Promise.allSettled([...this.running]);
   }
 
+  /**
+   * Backport rest-hook subscriptions get a `handshake` notification before their first event (and again after
+   * each re-activation), so an endpoint learns of the subscription and the server that it is reachable; events
+   * wait until it was accepted, and a handshake that keeps failing sets the subscription to `error`.
+   */
+  private handshakeDue(spec: SubscriptionSpec, state: StateDoc): boolean {
+    return spec.kind === 'topic' && spec.channel.type === 'rest-hook' && state.handshakeFor !== spec.owner!.since;
+  }
+
   private heartbeatDue(spec: SubscriptionSpec, state: StateDoc): boolean {
     if (!spec.heartbeatSeconds) return false;
     const last = state.lastSentAt?.getTime() ?? Date.parse(spec.owner!.since);
@@ -78,6 +87,12 @@ export class Delivery {
     // Re-read under the lease: another holder may have progressed since the check above.
     const state: StateDoc = (await this.o.store.states.findOne({ _id: spec.id })) ?? { _id: spec.id, delivered: 0 };
     if (state.nextAttemptAt && state.nextAttemptAt.getTime() > Date.now()) return;
+    if (this.handshakeDue(spec, state)) {
+      if (Date.now() > until - needMs) return;
+      if (!(await this.attempt(spec, state, 'handshake', [], state.delivered))) return;
+      state.handshakeFor = spec.owner!.since;
+      await this.save(state);
+    }
     for (;;) {
       if (Date.now() > until - needMs) return; // the lease ends before a send could finish
       const count = (await this.o.store.counters.findOne({ _id: spec.id }))?.count ?? 0;
@@ -169,7 +184,7 @@ export class Delivery {
     };
     if (spec.channel.type === 'email') {
       const to = spec.channel.endpoint.slice('mailto:'.length);
-      const what = last ? `${last.method === 'DELETE' ? 'deleted' : last.method === 'POST' ? 'created' : 'updated'} ${last.type}/${last.id}` : 'heartbeat';
+      const what = last ? `${last.method === 'DELETE' ? 'deleted' : last.method === 'POST' ? 'created' : 'updated'} ${last.type}/${last.id}` : type;
       const body = spec.channel.content === 'empty' || !last ? '' : spec.channel.content === 'id-only' ? `${baseUrl}/${last.type}/${last.id}/_history/${last.versionId}\n`
         : `${JSON.stringify(loaded[loaded.length - 1]?.resource ?? null, null, 2)}\n`;
       const text = `Subscription/${spec.id} ${type}; events since subscription start: ${eventsSinceStart}.\n${body}`;

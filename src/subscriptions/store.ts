@@ -45,6 +45,8 @@ export interface StateDoc {
   firstFailureAt?: Date | null;
   nextAttemptAt?: Date | null;
   lastError?: string | null;
+  /** The activation (owner `since`) the handshake was last sent for. */
+  handshakeFor?: string;
 }
 
 export interface LeaseDoc {

@@ -106,6 +106,8 @@ export interface HttpResult<T = any> {
   status: number;
   headers: Headers;
   text: string;
+  /** The body as received (for binary files). */
+  bytes: Buffer;
   body: T;
 }
 
@@ -137,12 +139,13 @@ export async function http<T = any>(
     if ((err as { cause?: { code?: string } }).cause?.code !== 'ECONNRESET') throw err;
     res = await fetch(url, { method, headers: { ...headers, connection: 'close' }, body });
   }
-  const text = await res.text();
+  const bytes = Buffer.from(await res.arrayBuffer());
+  const text = bytes.toString('utf8');
   let parsed: any;
   try {
     parsed = text ? JSON.parse(text) : undefined;
   } catch {
     parsed = undefined;
   }
-  return { status: res.status, headers: res.headers, text, body: parsed };
+  return { status: res.status, headers: res.headers, text, bytes, body: parsed };
 }
