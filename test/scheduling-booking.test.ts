@@ -174,6 +174,30 @@ describe('lifecycle', () => {
   });
 });
 
+describe('a process that died half-way through a booking', () => {
+  it('leaves a claim without its appointment: taken over once older than the orphan age, respected before', async () => {
+    const claims = srv.running.mongo.db.collection<{ _id: string }>('slot_claims');
+    const ghost = (slot: string, ageMs: number, appointment = 'Appointment/never-written') =>
+      claims.insertOne({ _id: `Slot/${slot}`, appointment, state: 'booked', at: new Date(Date.now() - ageMs) } as never);
+    // Fresh: it may be a booking still in flight, so the slot counts as taken.
+    await ghost('s25', 1_000);
+    expect((await op('Appointment/$book', { slot: 'Slot/s25' }, otherPatientToken)).status).toBe(409);
+    // Older than the orphan age (5 minutes) and its appointment never written: the slot is free again.
+    await ghost('s26', 6 * 60_000);
+    const taken = await op('Appointment/$book', { slot: 'Slot/s26' }, otherPatientToken);
+    expect(taken.status).toBe(201);
+    expect(await claims.findOne({ _id: 'Slot/s26' })).toMatchObject({ appointment: `Appointment/${taken.body.id}`, state: 'booked' });
+    // An old claim whose appointment is alive on that slot is a real booking: never taken over.
+    // (The Slot is set free by hand, so that only the claim stands in the way.)
+    await claims.updateOne({ _id: 'Slot/s26' }, { $set: { at: new Date(Date.now() - 6 * 60_000) } });
+    const slot = JSON.parse((await srv.running.repo.read('Slot', 's26')).json!);
+    await srv.running.repo.update({ ...slot, status: 'free' });
+    const again = await op('Appointment/$book', { slot: 'Slot/s26' }, patientToken);
+    expect(again.status).toBe(409);
+    expect(again.body.issue[0].diagnostics ?? again.body.issue[0].details?.text).toMatch(/just taken/);
+  });
+});
+
 describe('no double booking', () => {
   it('200 concurrent bookings of 10 slots from 3 server processes: exactly 10 succeed, the rest get 409', async () => {
     const others = [await startTestServer({}, { dbName, keepDb: true }), await startTestServer({}, { dbName, keepDb: true })];

@@ -7,7 +7,7 @@ import { parseResource, type ResourceVersion } from '../fhir/storage/types.js';
 import { isDuplicateKey } from '../fhir/storage/mongo/version-writer.js';
 import type { AccessContext } from '../auth/access-policy.js';
 import { ACTIVE, TRANSITIONS, actorFor, type Action, type AppointmentStatus } from './appointment-lifecycle.js';
-import { SlotClaims } from './slot-claims.js';
+import { SlotClaims, type SlotClaim } from './slot-claims.js';
 
 export const BOOKING_REFERENCE_SYSTEM = 'http://medivoy.example/fhir/booking-reference';
 export const HOLD_EXPIRES_URL = 'http://medivoy.example/fhir/StructureDefinition/hold-expires';
@@ -20,6 +20,12 @@ export interface BookingOptions {
   horizonDays: number;
   /** Patients may cancel until this long before the start. */
   cancelCutoffMs: number;
+  /**
+   * A booked slot claim this old whose appointment is gone (or no longer on that slot, or cancelled) is a
+   * leftover of a process that died mid-booking, and the next booking takes the slot over. Default 5 minutes:
+   * far longer than any booking request runs.
+   */
+  orphanClaimMs?: number;
 }
 
 /** Side effects after a booking change commits (reminders, e-mails); failures are logged, never undo the booking. */
@@ -66,9 +72,22 @@ export class BookingService {
     public hooks: BookingHooks = {},
     public gate?: BookingGate,
   ) {
-    this.claims = new SlotClaims(db);
+    this.claims = new SlotClaims(db, { afterMs: opts.orphanClaimMs ?? 5 * 60_000, check: (claim) => this.orphaned(claim) });
     this.locks = db.collection<Lock>('booking_locks');
     this.references = db.collection<ReferenceClaim>('booking_references');
+  }
+
+  /** A claim whose appointment does not exist, does not name its slot, or was cancelled holds nothing. */
+  private async orphaned(claim: SlotClaim): Promise<boolean> {
+    let appointment: Appointment;
+    try {
+      appointment = parseResource(await this.system.read('Appointment', idOf(claim.appointment, 'Appointment'))) as Appointment;
+    } catch (err) {
+      const status = (err as { status?: number }).status;
+      if (status === 404 || status === 410) return true;
+      throw err;
+    }
+    return !appointment.slot?.some((s) => s.reference === claim._id) || ['cancelled', 'entered-in-error'].includes(appointment.status);
   }
 
   /** `$hold`: the slot is reserved for a few minutes as a `proposed` Appointment. */
@@ -136,6 +155,11 @@ export class BookingService {
         // The caller's repository: a patient may only create appointments in their own compartment.
         ownCreates.add(appointment);
         stored = parseResource((await caller.repo.create(appointment, { id })).version) as Appointment;
+        // A request stalled past the orphan age may have lost its claim to a takeover: then it is not booked.
+        if (!(await this.claims.holds(`Slot/${slotId}`, `Appointment/${id}`))) {
+          await this.system.update({ ...stored, status: 'cancelled', cancelationReason: { text: 'The slot was taken over while this booking stalled' } }).catch(() => undefined);
+          throw errors.conflict(`Slot/${slotId} was just taken by another booking`);
+        }
       } catch (err) {
         await this.references.deleteMany({ appointment: `Appointment/${id}` }).catch(() => undefined);
         await this.claims.release(`Slot/${slotId}`, `Appointment/${id}`);

@@ -16,19 +16,45 @@ export interface SlotClaim {
  * decision. Two concurrent bookings of one slot race on the same `_id` and exactly one insert succeeds; the
  * Slot's FHIR status is then updated to match, and a crash in between is repaired from the claims.
  */
+/**
+ * Whether a booked claim older than the orphan age has lost its appointment (a process died between claiming
+ * the slot and writing the appointment, or between cancelling and releasing): then nobody holds the slot.
+ */
+export type StaleClaimCheck = (claim: SlotClaim) => Promise<boolean>;
+
 export class SlotClaims {
   readonly col: Collection<SlotClaim>;
 
-  constructor(db: Db) {
+  constructor(
+    db: Db,
+    private readonly stale?: { check: StaleClaimCheck; afterMs: number },
+  ) {
     this.col = db.collection<SlotClaim>('slot_claims');
   }
 
-  /** Claims a free slot (or one whose hold lapsed); false when someone else holds it. */
+  /** Claims a free slot (or one whose hold lapsed, or whose booked claim was orphaned); false when someone else holds it. */
   async claim(slot: string, appointment: string, state: SlotClaim['state'], holdMs?: number): Promise<boolean> {
     const now = new Date();
     await this.col.deleteOne({ _id: slot, state: 'hold', expiresAt: { $lt: now } }); // a lapsed hold frees the slot
+    const doc = { _id: slot, appointment, state, at: now, ...(state === 'hold' ? { expiresAt: new Date(now.getTime() + holdMs!) } : {}) };
+    if (await this.insert(doc)) return true;
+    // Taken: by a live booking, or by the leftover of a process that died half-way through one.
+    const held = await this.col.findOne({ _id: slot });
+    if (!held || !this.stale || held.state !== 'booked' || now.getTime() - held.at.getTime() < this.stale.afterMs) return !held && this.insert(doc);
+    if (!(await this.stale.check(held))) return false;
+    // Removed only as it was read (same appointment and time), so two processes cannot both take it over.
+    if ((await this.col.deleteOne({ _id: slot, appointment: held.appointment, at: held.at })).deletedCount !== 1) return false;
+    return this.insert(doc);
+  }
+
+  /** Whether this appointment still holds the slot (a booking checks it once its appointment is written). */
+  async holds(slot: string, appointment: string): Promise<boolean> {
+    return !!(await this.col.findOne({ _id: slot, appointment }));
+  }
+
+  private async insert(doc: SlotClaim): Promise<boolean> {
     try {
-      await this.col.insertOne({ _id: slot, appointment, state, at: now, ...(state === 'hold' ? { expiresAt: new Date(now.getTime() + holdMs!) } : {}) });
+      await this.col.insertOne(doc);
       return true;
     } catch (err) {
       if (isDuplicateKey(err)) return false;
