@@ -10,6 +10,9 @@ import type { PayerAdapters } from './insurance/payer-adapter.js';
 import { eligibilityOperation } from './insurance/eligibility.js';
 import { onboardingStatusOperation } from './onboarding/onboarding-operation.js';
 import { subscriptionOperations, type SubscriptionOperationPorts } from './subscriptions/operations.js';
+// --- audit: begin ---
+import { accessLogOperation } from './audit/access-log.js';
+// --- audit: end ---
 
 /** The services the business operations act through (built in server.ts). */
 export interface BusinessServices {
@@ -33,6 +36,9 @@ export function businessOperations(services: BusinessServices): BusinessOperatio
     eligibilityOperation(services),
     onboardingStatusOperation(services),
     ...subscriptionOperations(() => services.subscriptions),
+    // --- audit: begin ---
+    accessLogOperation(() => services.system),
+    // --- audit: end ---
   ];
 }
 

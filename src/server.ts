@@ -76,6 +76,10 @@ import type { FhirRepository } from './fhir/storage/repository.js';
 import { SideWriteHooks } from './fhir/storage/side-writes.js';
 import { InProcessResourceCache, RedisResourceCache } from './infra/resource-cache.js';
 import { Subscriptions } from './subscriptions/service.js';
+// --- audit: begin (imports) ---
+import { AuditTrail } from './audit/audit-trail.js';
+import { retentionJob } from './audit/retention.js';
+// --- audit: end ---
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import type { Db } from 'mongodb';
 
@@ -116,6 +120,10 @@ export interface RunningServer {
   notifications: NotificationService;
   /** Subscriptions: outbox, fan-out and delivery (src/subscriptions/). */
   subscriptions: Subscriptions;
+  // --- audit: begin ---
+  /** The audit trail (src/audit/), absent with AUDIT_ENABLED=false. */
+  audit?: AuditTrail;
+  // --- audit: end ---
   close(): Promise<void>;
 }
 
@@ -187,6 +195,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let metricsListener: { url: string; close(): Promise<void> } | undefined;
   let accessCache: AccessContextCache | undefined;
   let subscriptions: Subscriptions | undefined;
+  let audit: AuditTrail | undefined;
   try {
     const storage = createCollections(mongo.db, mongo.isFerretDB, config.ferretdbPostgresUrl, logger);
     pgIndexes = storage.pgIndexes;
@@ -219,7 +228,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const redis = kv.redisClient();
     const resourceCache = config.resourceCacheMs <= 0 ? undefined
       : redis ? new RedisResourceCache(redis, config.mongodbDb, config.resourceCacheMs, logger) : new InProcessResourceCache(config.resourceCacheMs);
-    const repo = new MongoRepository({
+    const storageRepo = new MongoRepository({
       sideWrites,
       cache: resourceCache,
       client: mongo.client,
@@ -232,6 +241,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       isResourceType,
       cursors,
     });
+    // --- audit: begin (a record with every version written, in its unit of work; the server's own writes audited too) ---
+    if (config.audit.enabled) {
+      audit = new AuditTrail({ collections: cols, indexer, config: config.audit, logger });
+      await audit.start();
+      sideWrites.add(audit.hook);
+    }
+    const repo: FhirRepository = audit ? audit.system(storageRepo) : storageRepo;
+    // --- audit: end ---
     repoRef = repo;
     await custom.start();
 
@@ -255,6 +272,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       started: () => started,
     });
     app.use(health.routes());
+    // --- audit: begin (one record per FHIR request; 503 while the audit store fails) ---
+    if (audit) app.use(audit.middleware(FHIR_MOUNT));
+    // --- audit: end ---
     // --- api docs: begin (/openapi.json from the CapabilityStatement and the registry, /api-docs; no token needed) ---
     app.use(apiDocsRoutes({
       sources: () => (capability ? { capability, operations: operations.list(), smart: smartConfiguration(auth.issuer), compartmentTypes: [...patientCompartment().keys()] } : undefined),
@@ -282,7 +302,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       passwordResetUrl: config.passwordResetUrl,
     });
     // SMART authorization server: discovery, /auth endpoints and pages; FHIR requests get a scoped repository.
-    const auth = new SmartAuth({ db: mongo.db, repo, indexer, accounts: accountDirectory(accounts), logger, allowLoopbackFetch: config.nodeEnv === 'test' });
+    const directory = audit ? audit.signIns(accountDirectory(accounts)) : accountDirectory(accounts); // --- audit: sign-ins ---
+    const auth = new SmartAuth({ db: mongo.db, repo, indexer, accounts: directory, logger, allowLoopbackFetch: config.nodeEnv === 'test' });
     // Token lookups cached per process for ACCESS_CACHE_SECONDS; revocations broadcast through Redis.
     accessCache = new AccessContextCache(kv, `${config.mongodbDb}:token-revocations`, config.accessCacheMs, logger);
     await accessCache.start();
@@ -328,7 +349,13 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const notifications = new NotificationService({ repo, mailer, store: notificationStore, logger });
     jobs = await initJobs({
       db: mongo.db, logger, enabled: config.jobsEnabled, pollMs: config.jobsPollMs, lockLifetimeMs: 10 * 60_000,
-      definitions: jobDefinitions({ repo, notifications, logger, noShowGraceMinutes: config.noShowGraceMinutes, noShowEveryMs: 5 * 60_000 }),
+      definitions: jobDefinitions({ repo, notifications, logger, noShowGraceMinutes: config.noShowGraceMinutes, noShowEveryMs: 5 * 60_000 }, [
+        // --- audit: begin ---
+        ...(audit && config.audit.retentionDays > 0
+          ? [retentionJob({ db: mongo.db, collection: () => audit!.store.collection, days: config.audit.retentionDays, dir: config.audit.archiveDir, everyMs: config.audit.retentionEveryMs, logger })]
+          : []),
+        // --- audit: end ---
+      ]),
     });
     const reminders = new Reminders({ jobs, offsetsMs: config.reminderOffsetsMs });
     booking.hooks = new AppointmentNotices({ jobs, reminders }).hooks(logger);
@@ -362,7 +389,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       maxFormBytes: config.maxBodySize,
       authorize: async (req) => {
         const access = await accessOnce(req.headers); // the rate limiter may have looked it up already
-        return { repo: auth.repositoryFor(access), access };
+        const scoped = auth.repositoryFor(access);
+        return { repo: audit ? audit.repository(scoped, access) : scoped, access }; // --- audit: the request's record ---
       },
       // Only GET /metadata runs without a scoped repository, and it reads none.
       context: (ctx, caller) => ({
@@ -399,6 +427,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const url = `http://${addr.address === '0.0.0.0' || addr.address === '::' ? '127.0.0.1' : addr.address}:${addr.port}`;
     if (!config.baseUrl) publicBase = `http://${config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : addr.address}:${addr.port}`;
     app.keys = await auth.start(publicBase, FHIR_MOUNT); // the provider's cookies are the mounting app's
+    // --- audit: begin ---
+    audit?.setSite(`${publicBase}${FHIR_MOUNT}`);
+    audit?.watchAuthorizationServer(auth.oidc);
+    // --- audit: end ---
     capability = runtimeCapabilityStatement({ baseUrl: `${publicBase}${FHIR_MOUNT}`, version: VERSION, startedAt, issuer: auth.issuer });
     await subs.start();
     started = true;
@@ -409,7 +441,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const store = kv;
     const mail = mailer;
     return {
-      server, url, metricsUrl: metricsListener?.url, mongo, kv: store, repo, sideWrites, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications, subscriptions: subs,
+      server, url, metricsUrl: metricsListener?.url, mongo, kv: store, repo, sideWrites, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications, subscriptions: subs, audit,
       async close() {
         clearInterval(holdSweep);
         await drain(server, config.shutdownTimeoutMs);
@@ -418,6 +450,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         await accessCache?.stop();
         await jobs!.close(config.shutdownTimeoutMs); // running jobs finish while mail and MongoDB are still open
         await accounts.idle(); // e-mails of the last requests
+        await audit?.close(); // --- audit: the last write-behind records ---
         await mail.close();
         await custom?.stop();
         await pgIndexes?.close();
@@ -430,6 +463,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     await subscriptions?.stop().catch(() => undefined);
     await metricsListener?.close().catch(() => undefined);
     await jobs?.close(1000).catch(() => undefined);
+    await audit?.close().catch(() => undefined);
     await mailer?.close().catch(() => undefined);
     await custom?.stop().catch(() => undefined);
     await pgIndexes?.close().catch(() => undefined);

@@ -62,6 +62,23 @@ export interface Config {
   jobsEnabled: boolean;
   /** Subscriptions (src/subscriptions/service.ts). */
   subscriptions: import('../subscriptions/service.js').SubscriptionConfig;
+  // --- audit: begin ---
+  /** Audit trail of patient-data access (src/audit/). */
+  audit: {
+    enabled: boolean;
+    /** Refuse PHI requests with 503 while the audit store fails. */
+    failClosed: boolean;
+    /** Read records are written behind: at most this long or this many records are buffered. */
+    flushMs: number;
+    flushRecords: number;
+    /** Optional HMAC key for the hash chain (without: plain SHA-256). */
+    hmacKey: string | undefined;
+    /** Records older than this are archived to NDJSON and removed (0: kept forever). */
+    retentionDays: number;
+    archiveDir: string;
+    retentionEveryMs: number;
+  };
+  // --- audit: end ---
   /** How often a process looks for due jobs. */
   jobsPollMs: number;
   /** Appointment reminders go out this long before the start, one per offset (REMINDER_OFFSETS, e.g. 24h,2h,30m). */
@@ -276,6 +293,19 @@ export function loadConfig(env: Env = process.env): Config {
   if (subscriptions.defaultTimeoutSeconds * 1000 * 2 + 4_000 > subscriptions.leaseMs) problems.push('SUBSCRIPTION_LEASE_MS must exceed twice SUBSCRIPTION_TIMEOUT_SECONDS plus 4 seconds');
   // --- subscriptions: end ---
 
+  // --- audit: begin ---
+  const audit: Config['audit'] = {
+    enabled: oneOf('AUDIT_ENABLED', ['true', 'false'] as const, 'true') === 'true',
+    failClosed: oneOf('AUDIT_FAIL_CLOSED', ['true', 'false'] as const, 'true') === 'true',
+    flushMs: int('AUDIT_FLUSH_MS', 200, 10, 60_000),
+    flushRecords: int('AUDIT_FLUSH_RECORDS', 100, 1, 10_000),
+    hmacKey: env.AUDIT_HMAC_KEY || undefined,
+    retentionDays: int('AUDIT_RETENTION_DAYS', 0, 0, 36_500),
+    archiveDir: env.AUDIT_ARCHIVE_DIR || 'audit-archive',
+    retentionEveryMs: int('AUDIT_RETENTION_EVERY_MINUTES', 60, 1, 7 * 24 * 60) * 60_000,
+  };
+  // --- audit: end ---
+
   if (problems.length) throw new ConfigError(problems);
   return {
     nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, mongodbConnectTimeoutMs, metricsListen, accessCacheMs, resourceCacheMs, redisUrl, logLevel, maxBodySize, corsOrigins,
@@ -285,5 +315,8 @@ export function loadConfig(env: Env = process.env): Config {
     jobsEnabled, jobsPollMs, reminderOffsetsMs, noShowGraceMinutes, ratingSearchParameter,
     smtpUrl, mailFrom, authMaxFailures, authMaxFailuresPerIp, authLockoutMs, passwordResetTtlMs, passwordResetUrl,
     rateLimits, subscriptions,
+    // --- audit: begin ---
+    audit,
+    // --- audit: end ---
   };
 }
