@@ -99,8 +99,8 @@ export class AuditedRepository implements FhirRepository {
 
   async search(req: SearchRequest): Promise<SearchResult> {
     for (const t of req.types) this.readable(t);
-    // A system search over every type must not list AuditEvents to others.
-    if (!this.auditor && req.types.length > 1 && req.types.includes(AUDIT_TYPE)) req = { ...req, types: req.types.filter((t) => t !== AUDIT_TYPE) };
+    // A search over several types never lists AuditEvents (auditors search them by type).
+    if (req.types.length > 1 && req.types.includes(AUDIT_TYPE)) req = { ...req, types: req.types.filter((t) => t !== AUDIT_TYPE) };
     const result = await this.inner.search(req);
     const where = req.compartment ? `${req.compartment.type}/${req.compartment.id}/` : '';
     this.request?.noteQuery(`${where}${req.types.length === 1 ? req.types[0] : ''}?${new URLSearchParams(req.params.filter(([k]) => k !== 'access_token')).toString()}`);
@@ -115,7 +115,8 @@ export class AuditedRepository implements FhirRepository {
     return found;
   }
 
-  storedTypes(): Promise<string[]> {
-    return this.inner.storedTypes();
+  /** Without AuditEvent: type-spanning reads ($everything, system search) never list the trail; auditors search it by type. */
+  async storedTypes(): Promise<string[]> {
+    return (await this.inner.storedTypes()).filter((t) => t !== AUDIT_TYPE);
   }
 }
