@@ -16,6 +16,8 @@ import { tokenRequest } from './support/auth.js';
 import { authorize, pkce } from './support/browser.js';
 import { expectOutcome } from './support/outcomes.js';
 import { archiveOldAuditEvents } from '../src/audit/retention.js';
+import { ResourceIndexer } from '../src/fhir/search/indexer.js';
+import { SearchParameterRegistry } from '../src/fhir/search/parameters.js';
 
 const run = promisify(execFile);
 const REDIRECT = 'http://app.example/callback';
@@ -175,6 +177,15 @@ describe('audit records', () => {
 });
 
 describe('reading the trail', () => {
+  it('the plain-code AuditEvent index (src/audit/index-values.ts) equals the FHIRPath one for every record stored', async () => {
+    await flush();
+    const byFhirPath = new ResourceIndexer(new SearchParameterRegistry(), false).index;
+    const sorted = (ix: Record<string, unknown>) => Object.fromEntries(['tk', 'st', 'sf', 'dt', 'dh', 'nm', 'so', 'sd'].map((k) => [k, Array.isArray(ix[k]) ? [...(ix[k] as string[])].sort() : ix[k]]));
+    const docs = await srv.running.audit!.store.collection.find({}).toArray();
+    expect(new Set(docs.map((d) => subtype(JSON.parse(d.json!)))).size).toBeGreaterThanOrEqual(10); // many kinds of record
+    for (const d of docs) expect({ id: d._id, ...sorted(d as never) }).toEqual({ id: d._id, ...sorted(byFhirPath(JSON.parse(d.json!)) as never) });
+  });
+
   it('AuditEvents cannot be created, updated or deleted through the API (405) and only auditors read them', async () => {
     const [one] = await audits('_count=1');
     expectOutcome(await http('PUT', `${srv.base}/AuditEvent/${one.id}`, { body: { ...one, outcome: '8' } }), 405);

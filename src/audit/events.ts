@@ -101,7 +101,7 @@ export function auditEvent(spec: EventSpec, source: { site: string; observer: st
     ...(spec.outcomeDesc || cut ? { outcomeDesc: `${spec.outcomeDesc ?? ''}${cut}`.replace(/^; /, '') } : {}),
     agent: agents(spec.actor),
     source: {
-      site: source.site,
+      ...(source.site ? { site: source.site } : {}),
       observer: { display: 'Medivoy FHIR server', identifier: { value: source.observer } },
       type: [{ system: 'http://terminology.hl7.org/CodeSystem/security-source-type', code: '4', display: 'Application Server' }],
     },

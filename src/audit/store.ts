@@ -5,6 +5,7 @@ import type { Indexer } from '../fhir/search/index-entry.js';
 import type { SideWrite } from '../fhir/storage/side-writes.js';
 import type { Logger } from '../infra/logger.js';
 import { ChainHead, type ChainFields } from './chain.js';
+import './index-values.js'; // plain-code indexing of AuditEvent (the FHIRPath way costs most of a record)
 
 export const AUDIT_TYPE = 'AuditEvent';
 export type AuditDoc = CurrentDoc & ChainFields;
