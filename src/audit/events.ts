@@ -50,8 +50,9 @@ export const codes = {
 /** Most resources named in one record (the patients are all named); a bigger answer says it was cut. */
 export const MAX_RESOURCE_ENTITIES = 50;
 
-const entityType = (code: '1' | '2', display: string) => ({ system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code, display });
-const role = (code: string, display: string) => ({ system: 'http://terminology.hl7.org/CodeSystem/object-role', code, display });
+// Codes without their displays: a record is written per request, and every byte is stored and indexed.
+const entityType = (code: '1' | '2', _display: string) => ({ system: 'http://terminology.hl7.org/CodeSystem/audit-entity-type', code });
+const role = (code: string, _display: string) => ({ system: 'http://terminology.hl7.org/CodeSystem/object-role', code });
 
 function agents(a: Actor): AuditEventAgent[] {
   const out: AuditEventAgent[] = [];
@@ -59,7 +60,7 @@ function agents(a: Actor): AuditEventAgent[] {
   const network = a.ip ? { address: a.ip, type: '2' as const } : undefined;
   if (user) {
     out.push({
-      type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP', display: 'information recipient' }] },
+      type: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP' }] },
       who: a.fhirUser ? { reference: a.fhirUser } : a.accountId ? { identifier: { system: 'urn:medivoy:account', value: a.accountId } } : { display: a.attemptedUser },
       ...(a.accountId ? { altId: a.accountId } : {}),
       ...(a.role ? { role: [{ text: a.role }] } : {}),
@@ -69,14 +70,14 @@ function agents(a: Actor): AuditEventAgent[] {
   }
   if (a.clientId) {
     out.push({
-      type: { coding: [{ system: DCM, code: '110150', display: 'Application' }] },
+      type: { coding: [{ system: DCM, code: '110150' }] },
       who: { identifier: { system: 'urn:medivoy:client-id', value: a.clientId }, display: a.clientId },
       name: a.clientId,
       requestor: !user,
       ...(network && !user ? { network } : {}),
     });
   }
-  if (!out.length) out.push({ type: { coding: [{ system: DCM, code: '110153', display: 'Source Role ID' }] }, who: { display: 'anonymous' }, requestor: true, ...(network ? { network } : {}) });
+  if (!out.length) out.push({ type: { coding: [{ system: DCM, code: '110153' }] }, who: { display: 'anonymous' }, requestor: true, ...(network ? { network } : {}) });
   return out;
 }
 
@@ -102,8 +103,8 @@ export function auditEvent(spec: EventSpec, source: { site: string; observer: st
     agent: agents(spec.actor),
     source: {
       ...(source.site ? { site: source.site } : {}),
-      observer: { display: 'Medivoy FHIR server', identifier: { value: source.observer } },
-      type: [{ system: 'http://terminology.hl7.org/CodeSystem/security-source-type', code: '4', display: 'Application Server' }],
+      observer: { identifier: { value: source.observer } },
+      type: [{ system: 'http://terminology.hl7.org/CodeSystem/security-source-type', code: '4' }],
     },
     ...(entity.length ? { entity } : {}),
   };
