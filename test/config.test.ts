@@ -60,15 +60,15 @@ describe('loadConfig', () => {
       rateLimits: { enabled: true, algorithm: 'sliding-window', windowMs: 60_000, perClient: 600, perUser: 300, perIp: 1200, signInPerIp: 60 },
       subscriptions: { enabled: true, endpointAllowlist: [], retryMs: 24 * 3600_000, backoffBaseMs: 5000, backoffMaxMs: 15 * 60_000, pollMs: 1000, leaseMs: 60_000, defaultTimeoutSeconds: 10, propagationMs: 10_000 },
       // --- audit: begin ---
-      audit: { enabled: true, failClosed: true, flushMs: 200, flushRecords: 100, hmacKey: undefined, retentionDays: 0, archiveDir: 'audit-archive', retentionEveryMs: 3_600_000 },
+      audit: { enabled: true, failClosed: true, flushMs: 200, flushRecords: 100, aggregateReads: true, hmacKey: undefined, retentionDays: 0, archiveDir: 'audit-archive', retentionEveryMs: 3_600_000 },
       // --- audit: end ---
     });
   });
 
   // --- audit: begin ---
   it('reads the audit settings and refuses bad ones by name', () => {
-    expect(loadConfig({ AUDIT_ENABLED: 'false', AUDIT_FAIL_CLOSED: 'false', AUDIT_FLUSH_MS: '50', AUDIT_FLUSH_RECORDS: '10', AUDIT_RETENTION_DAYS: '365', AUDIT_ARCHIVE_DIR: '/var/audit', AUDIT_HMAC_KEY: 'k' }).audit)
-      .toEqual({ enabled: false, failClosed: false, flushMs: 50, flushRecords: 10, hmacKey: 'k', retentionDays: 365, archiveDir: '/var/audit', retentionEveryMs: 3_600_000 });
+    expect(loadConfig({ AUDIT_ENABLED: 'false', AUDIT_FAIL_CLOSED: 'false', AUDIT_FLUSH_MS: '50', AUDIT_FLUSH_RECORDS: '10', AUDIT_AGGREGATE_READS: 'false', AUDIT_RETENTION_DAYS: '365', AUDIT_ARCHIVE_DIR: '/var/audit', AUDIT_HMAC_KEY: 'k' }).audit)
+      .toEqual({ enabled: false, failClosed: false, flushMs: 50, flushRecords: 10, aggregateReads: false, hmacKey: 'k', retentionDays: 365, archiveDir: '/var/audit', retentionEveryMs: 3_600_000 });
     const problems = configError({ AUDIT_ENABLED: 'maybe', AUDIT_FLUSH_MS: '0', AUDIT_RETENTION_DAYS: '-1' }).problems.join();
     expect(problems).toMatch(/AUDIT_ENABLED/);
     expect(problems).toMatch(/AUDIT_FLUSH_MS/);

@@ -14,6 +14,7 @@ import { interactionOf } from './interaction.js';
 import { patientsOf } from './patients.js';
 import { auditContext, requestContext, RequestAudit, type AuditFrame } from './request-audit.js';
 import { AUDIT_TYPE, AuditStore } from './store.js';
+import { ReadAggregator } from './read-aggregator.js';
 
 export interface AuditConfig {
   enabled: boolean;
@@ -21,6 +22,8 @@ export interface AuditConfig {
   flushMs: number;
   flushRecords: number;
   hmacKey: string | undefined;
+  /** One record per agent and flush window for successful reads by id (read-aggregator.ts). */
+  aggregateReads: boolean;
 }
 
 /** The server itself (jobs, workflows acting for the organization) when no request is behind a write. */
@@ -42,11 +45,13 @@ export class AuditTrail {
   readonly store: AuditStore;
   readonly writer = writerId();
   private site = '';
+  private readonly reads: ReadAggregator;
 
   constructor(
     private readonly o: { collections: Collections; indexer: Indexer; config: AuditConfig; logger: Logger },
   ) {
-    this.store = new AuditStore({ ...o.config, collections: o.collections, indexer: o.indexer, writer: this.writer, logger: o.logger });
+    this.reads = new ReadAggregator((spec) => this.record(spec));
+    this.store = new AuditStore({ ...o.config, collections: o.collections, indexer: o.indexer, writer: this.writer, logger: o.logger, beforeFlush: () => this.reads.drain() });
   }
 
   async start(): Promise<void> {
@@ -161,6 +166,10 @@ export class AuditTrail {
     const denied = status === 401 || status === 403;
     const patients = [...request.patients];
     if (!failed && i.target?.startsWith('Patient/')) patients.push(i.target.slice(8).split('/')[0]!);
+    if (!failed && this.o.config.aggregateReads && (i.code === 'read' || i.code === 'vread') && !request.queries.length) {
+      this.reads.add(i.code, request.actor, request.requestId, [...request.resources], patients);
+      return;
+    }
     this.record({
       type: codes.rest,
       subtype: i.operation ? codes.operation(i.operation) : codes.interaction(i.code),

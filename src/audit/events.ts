@@ -31,6 +31,10 @@ export interface EventSpec {
   /** The search query (kept as text; stored base64 as R4 wants). */
   query?: string;
   requestId?: string;
+  /** Several requests in one record (aggregated reads, see read-aggregator.ts). */
+  requestIds?: string[];
+  /** When the recorded activity happened, for a record of several requests. */
+  period?: { start: Date; end: Date };
   /** Time of the event (default now). */
   recorded?: Date;
 }
@@ -89,7 +93,9 @@ export function auditEvent(spec: EventSpec, source: { site: string; observer: st
   const resources = [...new Set(spec.resources ?? [])].filter((r) => !(r.startsWith('Patient/') && patients.includes(r.slice(8).split('/')[0]!) && !r.includes('/_history/')));
   for (const r of resources.slice(0, MAX_RESOURCE_ENTITIES)) entity.push({ what: { reference: r }, type: entityType('2', 'System Object'), role: role('4', 'Domain Resource') });
   if (spec.query !== undefined) entity.push({ type: entityType('2', 'System Object'), role: role('24', 'Query'), query: Buffer.from(spec.query, 'utf8').toString('base64') });
-  if (spec.requestId) entity.push({ what: { identifier: { value: spec.requestId } }, type: { system: 'https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType', code: 'XrequestId' } });
+  for (const id of [...(spec.requestId ? [spec.requestId] : []), ...(spec.requestIds ?? [])]) {
+    entity.push({ what: { identifier: { value: id } }, type: { system: 'https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType', code: 'XrequestId' } });
+  }
   const cut = resources.length > MAX_RESOURCE_ENTITIES ? `; ${resources.length - MAX_RESOURCE_ENTITIES} more resources not listed` : '';
   return {
     resourceType: 'AuditEvent',
@@ -97,6 +103,7 @@ export function auditEvent(spec: EventSpec, source: { site: string; observer: st
     type: spec.type,
     subtype: [spec.subtype],
     action: spec.action,
+    ...(spec.period ? { period: { start: spec.period.start.toISOString(), end: spec.period.end.toISOString() } } : {}),
     recorded: (spec.recorded ?? new Date()).toISOString(),
     outcome: spec.outcome,
     ...(spec.outcomeDesc || cut ? { outcomeDesc: `${spec.outcomeDesc ?? ''}${cut}`.replace(/^; /, '') } : {}),

@@ -18,6 +18,8 @@ export interface AuditStoreOptions {
   flushMs: number;
   flushRecords: number;
   logger: Logger;
+  /** Called before each flush: adds what is still being collected (aggregated reads). */
+  beforeFlush?: () => void;
 }
 
 /**
@@ -90,6 +92,7 @@ export class AuditStore {
 
   /** Writes what is queued, one batch at a time (a second call waits for the running one, then writes the rest). */
   flush(): Promise<void> {
+    this.o.beforeFlush?.();
     if (this.flushing) return this.flushing.then(() => (this.backlog ? this.flush() : undefined));
     if (!this.backlog) return Promise.resolve();
     this.flushing = this.writeBatch().finally(() => {

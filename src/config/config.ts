@@ -71,6 +71,8 @@ export interface Config {
     /** Read records are written behind: at most this long or this many records are buffered. */
     flushMs: number;
     flushRecords: number;
+    /** Successful reads by id of one agent within a flush window share one record. */
+    aggregateReads: boolean;
     /** Optional HMAC key for the hash chain (without: plain SHA-256). */
     hmacKey: string | undefined;
     /** Records older than this are archived to NDJSON and removed (0: kept forever). */
@@ -299,6 +301,7 @@ export function loadConfig(env: Env = process.env): Config {
     failClosed: oneOf('AUDIT_FAIL_CLOSED', ['true', 'false'] as const, 'true') === 'true',
     flushMs: int('AUDIT_FLUSH_MS', 200, 10, 60_000),
     flushRecords: int('AUDIT_FLUSH_RECORDS', 100, 1, 10_000),
+    aggregateReads: oneOf('AUDIT_AGGREGATE_READS', ['true', 'false'] as const, 'true') === 'true',
     hmacKey: env.AUDIT_HMAC_KEY || undefined,
     retentionDays: int('AUDIT_RETENTION_DAYS', 0, 0, 36_500),
     archiveDir: env.AUDIT_ARCHIVE_DIR || 'audit-archive',
