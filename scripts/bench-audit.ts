@@ -2,7 +2,8 @@
  * What the audit trail costs on the read path: two server processes on one database, one with AUDIT_ENABLED=true
  * and one with false, both reading N patients by id with C concurrent clients. The machine running it may be
  * shared and loaded, so the two are measured alternately (the order flips every round) and medians are quoted.
- *   MONGODB_URI=mongodb://127.0.0.1:27017/ npm run bench-audit -- [--patients 200] [--requests 500] [--rounds 15] [--concurrency 8]
+ *   MONGODB_URI=mongodb://127.0.0.1:27017/ npm run bench-audit -- [--patients 200] [--requests 500] [--rounds 15] [--concurrency 8] [--no-frames] [--a-a]
+ * (--a-a: both servers without audit, to see how far two identical servers differ on this machine)
  * The database is a fresh bench_audit_<pid>, dropped at the end.
  */
 import { parseArgs } from 'node:util';
@@ -12,7 +13,7 @@ import { startServerProcess } from './lib/server-process.js';
 import { serviceTokenSource } from './lib/service-token.js';
 
 const { values } = parseArgs({
-  options: { patients: { type: 'string', default: '200' }, requests: { type: 'string', default: '500' }, rounds: { type: 'string', default: '15' }, concurrency: { type: 'string', default: '8' } },
+  options: { patients: { type: 'string', default: '200' }, requests: { type: 'string', default: '500' }, rounds: { type: 'string', default: '15' }, concurrency: { type: 'string', default: '8' }, 'no-frames': { type: 'boolean', default: false }, 'a-a': { type: 'boolean', default: false } },
 });
 if (!process.env.MONGODB_URI) {
   console.error('Set MONGODB_URI: the benchmark measures a real engine, never an embedded one.');
@@ -27,9 +28,14 @@ if (![PATIENTS, REQUESTS, ROUNDS, CONCURRENCY].every((n) => Number.isInteger(n) 
   process.exit(2);
 }
 const dbName = `bench_audit_${process.pid}`;
-const common = { MONGODB_DB: dbName, LOG_LEVEL: 'silent', JOBS_ENABLED: 'false', SUBSCRIPTIONS_WORKER: 'false' };
+// As npm start and the Docker image run it (AsyncLocalStorage without a promise hook on every await, Node 22);
+// --no-frames measures without, to show what that flag is worth.
+const common = {
+  MONGODB_DB: dbName, LOG_LEVEL: 'silent', JOBS_ENABLED: 'false', SUBSCRIPTIONS_WORKER: 'false',
+  ...(values['no-frames'] ? {} : { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --experimental-async-context-frame`.trim() }),
+};
 const servers = {
-  audit: await startServerProcess({ ...common, AUDIT_ENABLED: 'true' }),
+  audit: await startServerProcess({ ...common, AUDIT_ENABLED: values['a-a'] ? 'false' : 'true' }),
   'no audit': await startServerProcess({ ...common, AUDIT_ENABLED: 'false' }),
 };
 const client = await new MongoClient(process.env.MONGODB_URI).connect();

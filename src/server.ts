@@ -390,7 +390,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       authorize: async (req) => {
         const access = await accessOnce(req.headers); // the rate limiter may have looked it up already
         const scoped = auth.repositoryFor(access);
-        return { repo: audit ? audit.repository(scoped, access) : scoped, access }; // --- audit: the request's record ---
+        return { repo: audit ? audit.repository(scoped, access, req.headers) : scoped, access }; // --- audit: the request's record ---
       },
       // Only GET /metadata runs without a scoped repository, and it reads none.
       context: (ctx, caller) => ({

@@ -12,7 +12,7 @@ import { writerId } from './chain.js';
 import { AUDIT_SUBTYPE_SYSTEM, auditEvent, codes, outcomeOf, type Actor, type EventSpec } from './events.js';
 import { interactionOf } from './interaction.js';
 import { patientsOf } from './patients.js';
-import { auditContext, requestContext, RequestAudit, type AuditFrame } from './request-audit.js';
+import { auditContext, frameRequest, RequestAudit, type AuditFrame } from './request-audit.js';
 import { AUDIT_TYPE, AuditStore } from './store.js';
 import { ReadAggregator } from './read-aggregator.js';
 
@@ -46,6 +46,8 @@ export class AuditTrail {
   readonly writer = writerId();
   private site = '';
   private readonly reads: ReadAggregator;
+  /** The record of each request in flight, by its (Koa) headers object, which the FHIR request carries on. */
+  private readonly requests = new WeakMap<object, RequestAudit>();
 
   constructor(
     private readonly o: { collections: Collections; indexer: Indexer; config: AuditConfig; logger: Logger },
@@ -56,6 +58,11 @@ export class AuditTrail {
 
   async start(): Promise<void> {
     await this.store.start();
+    // The trail follows each request and write with AsyncLocalStorage, which on Node 22 slows every await of
+    // the process by a promise hook unless AsyncContextFrame is on (default from Node 24).
+    const flag = '--experimental-async-context-frame';
+    const frames = Number(process.versions.node.split('.')[0]) >= 24 || process.execArgv.includes(flag) || (process.env.NODE_OPTIONS ?? '').includes(flag);
+    if (!frames) this.o.logger.warn(`audit trail on Node ${process.versions.node} without ${flag}: every await costs a promise hook (start node with ${flag}, as npm start and the Docker image do)`);
   }
 
   /** The public FHIR base, once known (AuditEvent.source.site). */
@@ -78,7 +85,8 @@ export class AuditTrail {
   /** One record per version the repository writes, in the same unit of work (fhir/storage/side-writes.ts). */
   readonly hook: SideWriteHook = ({ version, previous }) => {
     if (version.resourceType === AUDIT_TYPE) return [];
-    const request = requestContext.getStore();
+    const frame = auditContext.getStore();
+    const request = frameRequest(frame);
     const [code, action] = WRITE_CODES[version.method];
     const { resourceType: t, id, versionId: v } = version;
     const sw = this.store.sideWrite(this.event({
@@ -86,7 +94,7 @@ export class AuditTrail {
       actor: request?.actor ?? SERVER, requestId: request?.requestId,
       resources: [`${t}/${id}/_history/${v}`], patients: patientsOf(t, id, version.json ?? previous?.json ?? null),
     }));
-    auditContext.getStore()?.seqs.push({ seq: sw.doc.as, hash: sw.doc.ah, id: sw.doc._id, resource: `${t}/${id}` });
+    frame?.seqs.push({ seq: sw.doc.as, hash: sw.doc.ah, id: sw.doc._id, resource: `${t}/${id}` });
     return [sw];
   };
 
@@ -104,7 +112,7 @@ export class AuditTrail {
       for (const s of replaced) if (!(await this.store.collection.findOne({ _id: s.id }, { projection: { _id: 1 } }))) gone.push(s);
     }
     if (!gone.length) return;
-    const request = requestContext.getStore();
+    const request = frameRequest(frame);
     const docs = gone.map((s) => this.store.toDoc(this.event({
       type: codes.rest, subtype: { system: AUDIT_SUBTYPE_SYSTEM, code: 'write-not-committed' }, action: 'E', outcome: '4',
       outcomeDesc: `The write of ${s.resource} recorded as ${s.id} (chain position ${s.seq}) was not committed`,
@@ -122,9 +130,9 @@ export class AuditTrail {
     return new AuditedRepository(repo, undefined, true, this.finish);
   }
 
-  /** The repository of the request being served, for the caller `access`. */
-  repository(repo: FhirRepository, access: AccessContext): FhirRepository {
-    const request = requestContext.getStore();
+  /** The repository of the request being served (found by its headers object), for the caller `access`. */
+  repository(repo: FhirRepository, access: AccessContext, headers: object): FhirRepository {
+    const request = this.requests.get(headers);
     if (request) request.actor = { clientId: access.clientId, accountId: access.accountId, fhirUser: access.fhirUser, role: access.role, ip: request.actor.ip };
     return new AuditedRepository(repo, request, isAuditor(access), this.finish);
   }
@@ -140,8 +148,9 @@ export class AuditTrail {
       }
       const request = new RequestAudit(ctx.state.requestId as string | undefined, ctx.ip);
       let status = 500;
+      this.requests.set(ctx.headers, request);
       try {
-        await requestContext.run(request, next);
+        await next();
         status = ctx.status;
       } catch (err) {
         status = (err as { status?: number }).status ?? 500;

@@ -34,7 +34,7 @@ export class AuditedRepository implements FhirRepository {
 
   private async write<T>(type: string | undefined, fn: () => Promise<T>): Promise<T> {
     if (type === AUDIT_TYPE) throw immutable();
-    const frame: AuditFrame = { parent: auditContext.getStore(), seqs: [] };
+    const frame: AuditFrame = { parent: auditContext.getStore(), request: this.request, seqs: [] };
     let failed = true;
     try {
       const out = await auditContext.run(frame, fn);

@@ -36,10 +36,17 @@ export class RequestAudit {
  */
 export interface AuditFrame {
   parent?: AuditFrame;
+  /** The request the write serves (none for the server's own writes). */
+  request?: RequestAudit;
   /** Write-chain records sealed in this frame: position, hash, record id and the version's resource. */
   seqs: { seq: number; hash: string; id: string; resource: string }[];
 }
 
+/** Entered only around writes, never on the read path (on Node 22 without AsyncContextFrame it slows every await). */
 export const auditContext = new AsyncLocalStorage<AuditFrame>();
-/** The request being served (set by the audit middleware). */
-export const requestContext = new AsyncLocalStorage<RequestAudit>();
+
+/** The request a frame (or the frames around it) serves. */
+export function frameRequest(frame: AuditFrame | undefined): RequestAudit | undefined {
+  for (let f = frame; f; f = f.parent) if (f.request) return f.request;
+  return undefined;
+}
