@@ -200,8 +200,11 @@ describe('reading the trail', () => {
   it('Patient/[id]/$access-log lists who accessed the patient, for that patient only (403 for others)', async () => {
     const patient = await registerPatient();
     const other = await registerPatient();
-    expect((await http('GET', `${srv.base}/Patient/${patient.id}`)).status).toBe(200); // the system client reads it
+    // The system client reads both, within one flush window: one aggregated record names both patients.
+    expect((await http('GET', `${srv.base}/Patient/${patient.id}`)).status).toBe(200);
+    expect((await http('GET', `${srv.base}/Patient/${other.id}`)).status).toBe(200);
     await flush();
+    expect((await audits(`patient=Patient/${patient.id}&subtype=read`)).some((e) => refs(e).includes(`Patient/${other.id}`))).toBe(true);
     const t = await signIn(patient.email, 'openid fhirUser patient/*.rs');
     const log = await http('GET', `${srv.base}/Patient/${patient.id}/$access-log`, { token: t.access_token });
     expect(log.status).toBe(200);
@@ -210,6 +213,9 @@ describe('reading the trail', () => {
     expect(events.some((e: any) => subtype(e) === 'read' && e.agent.some((g: any) => g.who?.identifier?.system === 'urn:medivoy:client-id'))).toBe(true);
     expect(events.every((e: any) => refs(e).includes(`Patient/${patient.id}`) || e.agent.some((g: any) => g.who?.reference === `Patient/${patient.id}`))).toBe(true);
     expect(JSON.stringify(events)).not.toMatch(/"network"/);
+    // Nothing about anyone else, though the system client's record also names the other patient.
+    expect(JSON.stringify(events)).not.toContain(other.id);
+    expect(events.every((e: any) => e.entity.every((x: any) => x.what.reference.startsWith(`Patient/${patient.id}`)))).toBe(true);
     expectOutcome(await http('GET', `${srv.base}/Patient/${other.id}/$access-log`, { token: t.access_token }), 403);
   });
 });

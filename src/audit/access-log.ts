@@ -9,7 +9,8 @@ const MAX = 200;
 
 /**
  * `Patient/[id]/$access-log`: who accessed this patient's record, newest first, for the patient themself
- * (and system administrators); anyone else gets a 403. Agents' network addresses are left out.
+ * (and system administrators); anyone else gets a 403. Agents' network addresses and every entity but the
+ * patient themself (other patients, resources, queries) are left out.
  */
 export function accessLogOperation(system: () => FhirRepository): BusinessOperation {
   return {
@@ -36,6 +37,11 @@ export function accessLogOperation(system: () => FhirRepository): BusinessOperat
       const entry = found.matches.map((d) => {
         const e = JSON.parse(d.json!) as AuditEvent;
         for (const a of e.agent ?? []) delete a.network;
+        // A record may name others too (a search's other patients, reads aggregated in one window): only this
+        // patient's own entry stays, nothing about anyone else (no other resources, queries or request ids).
+        const own = `Patient/${input.target.id}`;
+        e.entity = (e.entity ?? []).filter((x) => x.what?.reference === own || x.what?.reference?.startsWith(`${own}/`));
+        delete e.outcomeDesc;
         return { fullUrl: `urn:uuid:${e.id}`, resource: e, search: { mode: 'match' as const } };
       });
       const bundle: Bundle = { resourceType: 'Bundle', type: 'searchset', ...(found.total !== undefined ? { total: found.total } : {}), entry };
