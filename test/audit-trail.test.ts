@@ -220,6 +220,34 @@ describe('reading the trail', () => {
   });
 });
 
+async function storeBreaker(): Promise<{ breakStore: () => Promise<void>; repair: () => Promise<void> }> {
+  const db = srv.running.mongo.db;
+  if (!srv.running.mongo.isFerretDB) {
+    return {
+      breakStore: async () => void (await db.command({ collMod: 'fhir_AuditEvent', validator: { _id: { $exists: false } }, validationAction: 'error' })),
+      repair: async () => void (await db.command({ collMod: 'fhir_AuditEvent', validator: {} })),
+    };
+  }
+  const url = process.env.FERRETDB_POSTGRES_URL;
+  if (!url) throw new Error("on FerretDB this test breaks the audit table in its PostgreSQL: set FERRETDB_POSTGRES_URL");
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  const schema = db.databaseName;
+  const table = (await client.query(`SELECT _jsonb->>'table' AS t FROM "${schema}"._ferretdb_database_metadata WHERE _jsonb->>'_id' = 'fhir_AuditEvent'`)).rows[0].t as string;
+  let broken = false;
+  return {
+    breakStore: async () => {
+      await client.query(`ALTER TABLE "${schema}"."${table}" ADD CONSTRAINT audit_store_down CHECK (false) NOT VALID`);
+      broken = true;
+    },
+    repair: async () => {
+      if (broken) await client.query(`ALTER TABLE "${schema}"."${table}" DROP CONSTRAINT audit_store_down`);
+      broken = false;
+      await client.end().catch(() => undefined);
+    },
+  };
+}
+
 function verifyScript(): Promise<{ stdout: string; code: number }> {
   return run('node', ['--import', 'tsx', 'scripts/audit-verify.ts'], { env: { ...process.env, MONGODB_DB: srv.running.mongo.db.databaseName, LOG_LEVEL: 'silent' } })
     .then((r) => ({ stdout: r.stdout, code: 0 }))
@@ -265,26 +293,24 @@ describe('tamper evidence and retention', () => {
   it('a failing audit store makes patient-data requests fail closed with 503, and they are served again once it recovers', async () => {
     const { pid } = await createPatientWithObservation();
     await flush();
-    const url = process.env.FERRETDB_POSTGRES_URL;
-    if (!url || !srv.running.mongo.isFerretDB) throw new Error('this test breaks the audit table in FerretDB\'s PostgreSQL (FERRETDB_POSTGRES_URL)');
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
+    // Break the audit collection for real: a CHECK constraint on FerretDB's PostgreSQL table, a validator on MongoDB.
+    const { breakStore, repair } = await storeBreaker();
     try {
-      const schema = srv.running.mongo.db.databaseName;
-      const table = (await client.query(`SELECT _jsonb->>'table' AS t FROM "${schema}"._ferretdb_database_metadata WHERE _jsonb->>'_id' = 'fhir_AuditEvent'`)).rows[0].t as string;
-      await client.query(`ALTER TABLE "${schema}"."${table}" ADD CONSTRAINT audit_store_down CHECK (false) NOT VALID`);
-      expect((await http('GET', `${srv.base}/Patient/${pid}`)).status).toBe(200); // its record is queued
+      await breakStore();
+      const queued = await http('GET', `${srv.base}/Patient/${pid}`); // its record is queued
+      expect(queued.status).toBe(200);
       await flush();
       expect(srv.running.audit!.store.healthy).toBe(false);
       expectOutcome(await http('GET', `${srv.base}/Patient/${pid}`), 503);
-      await client.query(`ALTER TABLE "${schema}"."${table}" DROP CONSTRAINT audit_store_down`);
+      await repair();
       await flush();
       expect(srv.running.audit!.store.healthy).toBe(true);
       expect((await http('GET', `${srv.base}/Patient/${pid}`)).status).toBe(200);
       // The queued record was kept and stored once the store came back.
-      expect((await audits(`patient=Patient/${pid}&subtype=read`)).length).toBeGreaterThanOrEqual(2);
+      const reads = await audits(`patient=Patient/${pid}&subtype=read`);
+      expect(JSON.stringify(reads)).toContain(queued.headers.get('x-request-id')!);
     } finally {
-      await client.end();
+      await repair().catch(() => undefined);
     }
   }, 60_000);
 });

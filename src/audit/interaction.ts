@@ -16,7 +16,7 @@ export function interactionOf(method: string, segments: string[], bundleType?: u
   const op = segments.find((s) => s.startsWith('$'));
   const [type, id] = segments;
   const target = type && id && !id.startsWith('$') && !id.startsWith('_') ? `${type}/${id}` : undefined;
-  if (op) return { code: 'operation', operation: op.slice(1), action: method === 'GET' ? 'E' : 'E', write: false, target };
+  if (op) return { code: 'operation', operation: op.slice(1), action: 'E', write: false, target };
   const m = method === 'HEAD' ? 'GET' : method;
   if (!segments.length) {
     if (m === 'POST') return { code: bundleType === 'transaction' ? 'transaction' : 'batch', action: 'E', write: false };
