@@ -93,9 +93,10 @@ export function auditEvent(spec: EventSpec, source: { site: string; observer: st
   const resources = [...new Set(spec.resources ?? [])].filter((r) => !(r.startsWith('Patient/') && patients.includes(r.slice(8).split('/')[0]!) && !r.includes('/_history/')));
   for (const r of resources.slice(0, MAX_RESOURCE_ENTITIES)) entity.push({ what: { reference: r }, type: entityType('2', 'System Object'), role: role('4', 'Domain Resource') });
   if (spec.query !== undefined) entity.push({ type: entityType('2', 'System Object'), role: role('24', 'Query'), query: Buffer.from(spec.query, 'utf8').toString('base64') });
-  for (const id of [...(spec.requestId ? [spec.requestId] : []), ...(spec.requestIds ?? [])]) {
-    entity.push({ what: { identifier: { value: id } }, type: { system: 'https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType', code: 'XrequestId' } });
-  }
+  const xRequestId = { system: 'https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType', code: 'XrequestId' };
+  if (spec.requestId) entity.push({ what: { identifier: { value: spec.requestId } }, type: xRequestId });
+  // Several requests (aggregated reads): their ids in one entity's detail, not one indexed entity each.
+  if (spec.requestIds?.length) entity.push({ type: xRequestId, detail: [{ type: 'request-ids', valueString: spec.requestIds.join(' ') }] });
   const cut = resources.length > MAX_RESOURCE_ENTITIES ? `; ${resources.length - MAX_RESOURCE_ENTITIES} more resources not listed` : '';
   return {
     resourceType: 'AuditEvent',
