@@ -24,6 +24,9 @@ import { analyticsOperations } from './analytics/operations.js';
 import type { AnalyticsReports } from './analytics/reports/report-jobs.js';
 import { reportOperations } from './analytics/reports/report-operations.js';
 // --- analytics: end ---
+// --- audit: begin ---
+import { accessLogOperation } from './audit/access-log.js';
+// --- audit: end ---
 
 /** The services the business operations act through (built in server.ts). */
 export interface BusinessServices {
@@ -68,6 +71,9 @@ export function businessOperations(services: BusinessServices): BusinessOperatio
     ...analyticsOperations(() => services.analytics),
     ...reportOperations(() => ({ analytics: services.analytics, reports: services.analyticsReports })),
     // --- analytics: end ---
+    // --- audit: begin ---
+    accessLogOperation(() => services.system),
+    // --- audit: end ---
   ];
 }
 

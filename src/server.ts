@@ -97,6 +97,10 @@ import { AnalyticsReports } from './analytics/reports/report-jobs.js';
 import { confineReports } from './analytics/reports/report-access.js';
 import { ADMIN_CLIENT_ID, ADMIN_SCOPES, adminRoutes } from './analytics/admin-routes.js';
 // --- end analytics ---
+// --- audit: begin (imports) ---
+import { AuditTrail } from './audit/audit-trail.js';
+import { retentionJob } from './audit/retention.js';
+// --- audit: end ---
 import type { CapabilityStatement } from '@medplum/fhirtypes';
 import type { Db } from 'mongodb';
 
@@ -141,6 +145,10 @@ export interface RunningServer {
   /** Bulk Data $export/$import: jobs, file store (src/bulk/). */
   bulk: BulkData;
   // --- bulk: end ---
+  // --- audit: begin ---
+  /** The audit trail (src/audit/), absent with AUDIT_ENABLED=false. */
+  audit?: AuditTrail;
+  // --- audit: end ---
   close(): Promise<void>;
 }
 
@@ -214,6 +222,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
   let subscriptions: Subscriptions | undefined;
   let bulkData: BulkData | undefined;
   let billingRef: Billing | undefined;
+  let audit: AuditTrail | undefined;
   try {
     const storage = createCollections(mongo.db, mongo.isFerretDB, config.ferretdbPostgresUrl, logger);
     pgIndexes = storage.pgIndexes;
@@ -251,7 +260,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       if (attempt % 10 === 0) logger.warn({ reason: err instanceof Error ? err.message.split('\n')[0] : String(err), attempt }, 'undoing an interrupted transaction Bundle failed; retrying');
     });
     // --- faults: end ---
-    const repo = new MongoRepository({
+    const storageRepo = new MongoRepository({
       pendingRollbacks,
       sideWrites,
       cache: resourceCache,
@@ -265,6 +274,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       isResourceType,
       cursors,
     });
+    // --- audit: begin (a record with every version written, in its unit of work; the server's own writes audited too) ---
+    if (config.audit.enabled) {
+      audit = new AuditTrail({ collections: cols, indexer, config: config.audit, logger });
+      await audit.start();
+      sideWrites.add(audit.hook);
+    }
+    const repo: FhirRepository = audit ? audit.system(storageRepo) : storageRepo;
+    // --- audit: end ---
     repoRef = repo;
     await custom.start();
 
@@ -291,6 +308,9 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       // --- faults: end ---
     });
     app.use(health.routes());
+    // --- audit: begin (one record per FHIR request; 503 while the audit store fails) ---
+    if (audit) app.use(audit.middleware(FHIR_MOUNT));
+    // --- audit: end ---
     // --- api docs: begin (/openapi.json from the CapabilityStatement and the registry, /api-docs; no token needed) ---
     app.use(apiDocsRoutes({
       sources: () => (capability ? { capability, operations: operations.list(), smart: smartConfiguration(auth.issuer), compartmentTypes: [...patientCompartment().keys()] } : undefined),
@@ -321,7 +341,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       passwordResetUrl: config.passwordResetUrl,
     });
     // SMART authorization server: discovery, /auth endpoints and pages; FHIR requests get a scoped repository.
-    const auth = new SmartAuth({ db: mongo.db, repo, indexer, accounts: accountDirectory(accounts), logger, allowLoopbackFetch: config.nodeEnv === 'test' });
+    const directory = audit ? audit.signIns(accountDirectory(accounts)) : accountDirectory(accounts); // --- audit: sign-ins ---
+    const auth = new SmartAuth({ db: mongo.db, repo, indexer, accounts: directory, logger, allowLoopbackFetch: config.nodeEnv === 'test' });
     // Token lookups cached per process for ACCESS_CACHE_SECONDS; revocations broadcast through Redis.
     accessCache = new AccessContextCache(kv, `${config.mongodbDb}:token-revocations`, config.accessCacheMs, logger);
     await accessCache.start();
@@ -392,7 +413,15 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const notifications = new NotificationService({ repo, mailer, store: notificationStore, logger });
     jobs = await initJobs({
       db: mongo.db, logger, enabled: config.jobsEnabled, pollMs: config.jobsPollMs, lockLifetimeMs: config.jobsLeaseMs,
-      definitions: jobDefinitions({ repo, notifications, logger, noShowGraceMinutes: config.noShowGraceMinutes, noShowEveryMs: 5 * 60_000 }, [...bulk.jobDefinitions(), analyticsReports.job()]),
+      definitions: jobDefinitions({ repo, notifications, logger, noShowGraceMinutes: config.noShowGraceMinutes, noShowEveryMs: 5 * 60_000 }, [
+        ...bulk.jobDefinitions(),
+        analyticsReports.job(),
+        // --- audit: begin ---
+        ...(audit && config.audit.retentionDays > 0
+          ? [retentionJob({ db: mongo.db, collection: () => audit!.store.collection, days: config.audit.retentionDays, dir: config.audit.archiveDir, everyMs: config.audit.retentionEveryMs, logger })]
+          : []),
+        // --- audit: end ---
+      ]),
     });
     bulk.jobs = jobs; // --- bulk ---
     const reminders = new Reminders({ jobs, offsetsMs: config.reminderOffsetsMs });
@@ -451,7 +480,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       maxFormBytes: config.maxBodySize,
       authorize: async (req) => {
         const access = await accessOnce(req.headers); // the rate limiter may have looked it up already
-        return { repo: auth.repositoryFor(access), access };
+        const scoped = auth.repositoryFor(access);
+        return { repo: audit ? audit.repository(scoped, access, req.headers) : scoped, access }; // --- audit: the request's record ---
       },
       // Only GET /metadata runs without a scoped repository, and it reads none.
       context: (ctx, caller) => ({
@@ -498,6 +528,10 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const url = `http://${addr.address === '0.0.0.0' || addr.address === '::' ? '127.0.0.1' : addr.address}:${addr.port}`;
     if (!config.baseUrl) publicBase = `http://${config.host === '0.0.0.0' || config.host === '::' ? 'localhost' : addr.address}:${addr.port}`;
     app.keys = await auth.start(publicBase, FHIR_MOUNT); // the provider's cookies are the mounting app's
+    // --- audit: begin ---
+    audit?.setSite(`${publicBase}${FHIR_MOUNT}`);
+    audit?.watchAuthorizationServer(auth.oidc);
+    // --- audit: end ---
     capability = runtimeCapabilityStatement({ baseUrl: `${publicBase}${FHIR_MOUNT}`, version: VERSION, startedAt, issuer: auth.issuer });
     await subs.start();
     // --- analytics: begin (the dashboard's public SMART client, registered again at every start for the current BASE_URL) ---
@@ -511,7 +545,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const store = kv;
     const mail = mailer;
     return {
-      server, url, metricsUrl: metricsListener?.url, mongo, kv: store, repo, sideWrites, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications, subscriptions: subs, bulk,
+      server, url, metricsUrl: metricsListener?.url, mongo, kv: store, repo, sideWrites, search: engine, customParameters: custom!, accounts, mailer: mail, auth, booking, jobs, reminders, notifications, subscriptions: subs, audit, bulk,
       async close() {
         clearInterval(holdSweep);
         billingRef?.stop();
@@ -523,6 +557,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
         bulk.stop(); // --- bulk: running slices checkpoint and hand their task back ---
         await jobs!.close(config.shutdownTimeoutMs); // running jobs finish while mail and MongoDB are still open
         await accounts.idle(); // e-mails of the last requests
+        await audit?.close(); // --- audit: the last write-behind records ---
         await mail.close();
         await custom?.stop();
         await pgIndexes?.close();
@@ -537,6 +572,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     await metricsListener?.close().catch(() => undefined);
     bulkData?.stop();
     await jobs?.close(1000).catch(() => undefined);
+    await audit?.close().catch(() => undefined);
     await mailer?.close().catch(() => undefined);
     await custom?.stop().catch(() => undefined);
     await pgIndexes?.close().catch(() => undefined);

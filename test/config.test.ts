@@ -72,6 +72,9 @@ describe('loadConfig', () => {
       },
       // --- bulk: end ---
       stripe: { secretKey: undefined, webhookSecret: undefined, apiBase: undefined },
+      // --- audit: begin ---
+      audit: { enabled: true, failClosed: true, flushMs: 200, flushRecords: 100, aggregateReads: true, hmacKey: undefined, retentionDays: 0, archiveDir: 'audit-archive', retentionEveryMs: 3_600_000 },
+      // --- audit: end ---
     });
   });
 
@@ -97,6 +100,17 @@ describe('loadConfig', () => {
     expect(problems).toMatch(/STRIPE_API_BASE/);
   });
   // --- billing: end ---
+
+  // --- audit: begin ---
+  it('reads the audit settings and refuses bad ones by name', () => {
+    expect(loadConfig({ AUDIT_ENABLED: 'false', AUDIT_FAIL_CLOSED: 'false', AUDIT_FLUSH_MS: '50', AUDIT_FLUSH_RECORDS: '10', AUDIT_AGGREGATE_READS: 'false', AUDIT_RETENTION_DAYS: '365', AUDIT_ARCHIVE_DIR: '/var/audit', AUDIT_HMAC_KEY: 'k' }).audit)
+      .toEqual({ enabled: false, failClosed: false, flushMs: 50, flushRecords: 10, aggregateReads: false, hmacKey: 'k', retentionDays: 365, archiveDir: '/var/audit', retentionEveryMs: 3_600_000 });
+    const problems = configError({ AUDIT_ENABLED: 'maybe', AUDIT_FLUSH_MS: '0', AUDIT_RETENTION_DAYS: '-1' }).problems.join();
+    expect(problems).toMatch(/AUDIT_ENABLED/);
+    expect(problems).toMatch(/AUDIT_FLUSH_MS/);
+    expect(problems).toMatch(/AUDIT_RETENTION_DAYS/);
+  });
+  // --- audit: end ---
 
   it('reads subscription settings (retry period in hours, allow-list) and refuses bad ones by name', () => {
     expect(loadConfig({ SUBSCRIPTION_RETRY_HOURS: '0.5', SUBSCRIPTION_ENDPOINT_ALLOWLIST: 'hooks.example.org, *.lab.example,10.0.0.0/8' }).subscriptions)

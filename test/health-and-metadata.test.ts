@@ -6,7 +6,7 @@ import type { CapabilityStatement, CapabilityStatementRestResource } from '@medp
 import { http, startTestServer, type HttpResult, type TestServer } from './support/server.js';
 import { expectOutcome, historyTotal } from './support/outcomes.js';
 import { appointment, coverage, invoice, jsonPatch, observation, patient } from './support/factories.js';
-import { deriveCapabilityStatement } from '../src/fhir/capability.js';
+import { deriveCapabilityStatement, SERVER_WRITTEN_TYPES } from '../src/fhir/capability.js';
 import { getResourceTypes } from '../src/fhir/definitions.js';
 import { serverRoutes } from '../src/fhir/rest/routes.js';
 import { declaredOperations } from '../src/business-operations.js';
@@ -152,6 +152,8 @@ describe('CapabilityStatement', () => {
       }
       for (const resource of rest.resource!) {
         let declared: boolean;
+        // Types only the server writes (AuditEvent) declare read and search; their other interactions answer 405.
+        if (SERVER_WRITTEN_TYPES.has(resource.type!) && !route.operation && !['read', 'search-type'].includes(route.interaction)) continue;
         // (An operation of one name may be served for a type at another level: $export is Patient type-level and Group instance-level. --- bulk ---)
         if (route.operation && route.types && !route.types.includes(resource.type!)) declared = !(resource.operation ?? []).some((o) => o.name === route.operation) || routes.some((r) => r.operation === route.operation && r.types?.includes(resource.type!));
         else if (route.operation) declared = (resource.operation ?? []).some((o) => o.name === route.operation);
@@ -194,7 +196,9 @@ async function sample(): Promise<{ type: string; resource: Record<string, unknow
   const files = readdirSync(EXAMPLES).filter((f) => /^[A-Z][A-Za-z]+-.+\.json$/.test(f)).sort();
   const declared = new Set(served.rest![0]!.resource!.map((r) => r.type as string));
   const random = mulberry32(SEED);
-  const candidates = [...declared].filter((t) => !(t in FIXED) && !RULED.has(t) && files.some((f) => f.startsWith(`${t}-`)));
+  // Types clients may create (AuditEvent is written by the server only and declared read/search).
+  const creatable = new Set(served.rest![0]!.resource!.filter((r) => r.interaction?.some((i) => i.code === 'create')).map((r) => r.type as string));
+  const candidates = [...declared].filter((t) => !(t in FIXED) && creatable.has(t) && !RULED.has(t) && files.some((f) => f.startsWith(`${t}-`)));
   while (picked.length < 10 && candidates.length) {
     const type = candidates.splice(Math.floor(random() * candidates.length), 1)[0]!;
     for (const file of files.filter((f) => f.startsWith(`${type}-`))) {

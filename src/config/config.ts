@@ -70,6 +70,25 @@ export interface Config {
   /** Bulk Data $export and $import (src/bulk/service.ts). */
   bulk: import('../bulk/service.js').BulkConfig;
   // --- bulk: end ---
+  // --- audit: begin ---
+  /** Audit trail of patient-data access (src/audit/). */
+  audit: {
+    enabled: boolean;
+    /** Refuse PHI requests with 503 while the audit store fails. */
+    failClosed: boolean;
+    /** Read records are written behind: at most this long or this many records are buffered. */
+    flushMs: number;
+    flushRecords: number;
+    /** Successful reads by id of one agent within a flush window share one record. */
+    aggregateReads: boolean;
+    /** Optional HMAC key for the hash chain (without: plain SHA-256). */
+    hmacKey: string | undefined;
+    /** Records older than this are archived to NDJSON and removed (0: kept forever). */
+    retentionDays: number;
+    archiveDir: string;
+    retentionEveryMs: number;
+  };
+  // --- audit: end ---
   /** How often a process looks for due jobs. */
   jobsPollMs: number;
   // --- faults: begin ---
@@ -343,6 +362,19 @@ export function loadConfig(env: Env = process.env): Config {
   // --- analytics: begin ---
   const analytics = { cacheMs: int('ANALYTICS_CACHE_SECONDS', 300, 0, 86400) * 1000, maxPeriodDays: int('ANALYTICS_MAX_PERIOD_DAYS', 366, 1, 3660) };
   // --- analytics: end ---
+  // --- audit: begin ---
+  const audit: Config['audit'] = {
+    enabled: oneOf('AUDIT_ENABLED', ['true', 'false'] as const, 'true') === 'true',
+    failClosed: oneOf('AUDIT_FAIL_CLOSED', ['true', 'false'] as const, 'true') === 'true',
+    flushMs: int('AUDIT_FLUSH_MS', 200, 10, 60_000),
+    flushRecords: int('AUDIT_FLUSH_RECORDS', 100, 1, 10_000),
+    aggregateReads: oneOf('AUDIT_AGGREGATE_READS', ['true', 'false'] as const, 'true') === 'true',
+    hmacKey: env.AUDIT_HMAC_KEY || undefined,
+    retentionDays: int('AUDIT_RETENTION_DAYS', 0, 0, 36_500),
+    archiveDir: env.AUDIT_ARCHIVE_DIR || 'audit-archive',
+    retentionEveryMs: int('AUDIT_RETENTION_EVERY_MINUTES', 60, 1, 7 * 24 * 60) * 60_000,
+  };
+  // --- audit: end ---
 
   if (problems.length) throw new ConfigError(problems);
   return {
@@ -356,5 +388,8 @@ export function loadConfig(env: Env = process.env): Config {
     bulk, // --- bulk ---
     stripe,
     analytics,
+    // --- audit: begin ---
+    audit,
+    // --- audit: end ---
   };
 }

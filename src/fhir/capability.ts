@@ -15,6 +15,10 @@ const TYPE_INTERACTIONS = ['read', 'vread', 'update', 'patch', 'delete', 'histor
  * `capability-statement.json` must equal this (a test checks it and regenerates with `npm run capability`),
  * so the file never promises what is not served nor hides what is.
  */
+/** Types only the server writes (the audit trail, src/audit/): clients read and search them, never write them (405). */
+export const SERVER_WRITTEN_TYPES: ReadonlySet<string> = new Set(['AuditEvent']);
+const SERVER_WRITTEN_INTERACTIONS = new Set(['read', 'search-type']);
+
 export function deriveCapabilityStatement(resourceTypes: string[], operations: readonly BusinessOperation[], base: CapabilityStatement = readDeclared()): CapabilityStatement {
   const routes = serverRoutes(operations);
   const registered = new Map(operations.map((op) => [op.name, op]));
@@ -28,14 +32,18 @@ export function deriveCapabilityStatement(resourceTypes: string[], operations: r
   const resource = resourceTypes.map((type) => ({
     type: type as CapabilityStatementRestResource['type'],
     profile: `http://hl7.org/fhir/StructureDefinition/${type}`,
-    interaction: interactions.map((code) => ({ code })),
-    versioning: 'versioned-update',
-    readHistory: true,
-    updateCreate: true,
-    conditionalCreate: true,
-    conditionalRead: 'full-support',
-    conditionalUpdate: has((r) => r.interaction === 'update' && !!r.conditional),
-    conditionalDelete: has((r) => r.interaction === 'delete' && !!r.conditional) ? 'single' : 'not-supported',
+    ...(SERVER_WRITTEN_TYPES.has(type)
+      ? { interaction: interactions.filter((code) => SERVER_WRITTEN_INTERACTIONS.has(code)).map((code) => ({ code })), versioning: 'no-version' as const, readHistory: false, updateCreate: false, conditionalCreate: false, conditionalRead: 'full-support' as const, conditionalUpdate: false, conditionalDelete: 'not-supported' as const }
+      : {
+          interaction: interactions.map((code) => ({ code })),
+          versioning: 'versioned-update' as const,
+          readHistory: true,
+          updateCreate: true,
+          conditionalCreate: true,
+          conditionalRead: 'full-support' as const,
+          conditionalUpdate: has((r) => r.interaction === 'update' && !!r.conditional),
+          conditionalDelete: has((r) => r.interaction === 'delete' && !!r.conditional) ? ('single' as const) : ('not-supported' as const),
+        }),
     ...(searchable
       ? {
           searchInclude: ['*', ...[...registry.params(type).values()].filter((p) => p.type === 'reference').map((p) => `${type}:${p.code}`)],
