@@ -384,6 +384,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const bulk = (bulkData = new BulkData({
       db: mongo.db, config: config.bulk, logger,
       repositoryFor: (access) => auth.repositoryFor(access),
+      auditSlice: audit ? (r, access, operation, requestId) => audit!.job(r, access, operation, requestId) : undefined, // --- audit ---
       accessContext: (authorization) => auth.accessContext(authorization),
       baseUrl: () => `${publicBase}${FHIR_MOUNT}`,
     }));
@@ -402,7 +403,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     // Reports are jobs on the job runner; their Binary/DocumentReference read only for who may see the figures.
     const analyticsReports = new AnalyticsReports({ db: mongo.db, system: repo, analytics: () => analytics, jobs: () => jobs!, logger, baseUrl: () => `${publicBase}${FHIR_MOUNT}` });
     const reportDecorate = auth.decorate;
-    auth.decorate = (scoped, access) => confineReports(reportDecorate ? reportDecorate(scoped, access) : scoped, access);
+    // Inside the other rules (as every decorator here): business operations find their ports on the outermost one.
+    auth.decorate = (scoped, access) => (reportDecorate ? reportDecorate(confineReports(scoped, access), access) : confineReports(scoped, access));
     // --- analytics: end ---
     // --- notifications, jobs, reviews: begin ---
     // Notices go out on the channels each user chose (preferences at /auth/preferences); reminders, booking
@@ -462,7 +464,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     booking.gate = charges;
     // Invoice PDFs (Binary with an Invoice as securityContext) are read only by who may read the Invoice.
     const beforeBilling = auth.decorate;
-    auth.decorate = (scoped, access) => new InvoiceDocumentAccess(beforeBilling ? beforeBilling(scoped, access) : scoped, access);
+    auth.decorate = (scoped, access) => (beforeBilling ? beforeBilling(new InvoiceDocumentAccess(scoped, access), access) : new InvoiceDocumentAccess(scoped, access));
     app.use(stripeWebhookRoutes(() => billing).routes());
     // --- billing: end ---
     // Business operations register themselves (each module's own list); the REST layer serves them and the

@@ -114,6 +114,27 @@ describe('audit records', () => {
     expect(await audits(`patient=Patient/${pid}&outcome=8`)).toEqual([]);
   });
 
+  it('a Bulk Data export records what its background slices read: the query and every patient whose data went into a file', async () => {
+    const { pid, oid } = await createPatientWithObservation();
+    const headers = { accept: 'application/fhir+json', prefer: 'respond-async' };
+    const kick = await http('GET', `${srv.base}/Patient/$export?_type=Observation&_typeFilter=${encodeURIComponent(`Observation?subject=Patient/${pid}`)}`, { headers });
+    expect(kick.status).toBe(202);
+    const statusUrl = kick.headers.get('content-location')!;
+    let manifest: any;
+    for (let i = 0; i < 600 && !manifest; i++) {
+      const st = await http('GET', statusUrl, { headers: { accept: 'application/json' } });
+      if (st.status === 200) manifest = st.body;
+      else await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(manifest.output.map((o: any) => o.type)).toEqual(['Observation']);
+    const exported = (await audits(`patient=Patient/${pid}`)).filter((e) => subtype(e) === '$export');
+    expect(exported.length).toBeGreaterThanOrEqual(1);
+    expect(exported.every((e) => e.outcome === '0' && e.action === 'R')).toBe(true);
+    expect(refs(exported[0])).toEqual(expect.arrayContaining([`Patient/${pid}`, `Observation/${oid}`]));
+    const query = Buffer.from(exported[0].entity.find((x: any) => x.role?.code === '24').query, 'base64').toString();
+    expect(query).toContain(pid);
+  });
+
   it('Bundles: each write of a transaction is recorded; a failed transaction leaves void records and an intact chain', async () => {
     const p = await http('POST', `${srv.base}/Patient`, { body: { resourceType: 'Patient', name: [{ family: 'Bundled' }] } });
     const ok = await http('POST', srv.base, { body: { resourceType: 'Bundle', type: 'transaction', entry: [

@@ -46,8 +46,8 @@ describe.each(SETS.map((dir) => [dir.split('/').pop()!, dir]))('loading the shar
     expect(summary.files).toBe(readdirSync(dir).filter((n) => n.endsWith('.json')).length);
 
     const db = srv.running.mongo.db;
-    // The server's own start-up resources (review Questionnaire, rating SearchParameter, its re-index Task, the OperationDefinitions) are not Synthea's.
-    const own = new Set(['fhir_Questionnaire', 'fhir_SearchParameter', 'fhir_Task', 'fhir_OperationDefinition']);
+    // The server's own resources (review Questionnaire, rating SearchParameter, its re-index Task, the OperationDefinitions, the audit trail of the import) are not Synthea's.
+    const own = new Set(['fhir_Questionnaire', 'fhir_SearchParameter', 'fhir_Task', 'fhir_OperationDefinition', 'fhir_AuditEvent']);
     const names = (await db.listCollections({}, { nameOnly: true }).toArray()).map((c) => c.name).filter((n) => /^fhir_[A-Za-z]+$/.test(n) && !own.has(n));
     const stored = new Map<string, number>();
     const ids = new Set<string>();

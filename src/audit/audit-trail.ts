@@ -137,6 +137,27 @@ export class AuditTrail {
     return new AuditedRepository(repo, request, isAuditor(access), this.finish);
   }
 
+  /**
+   * The repository of a background job acting for a caller (a Bulk Data export or import slice): what it
+   * reads and writes is recorded like a request of that caller, one record per unit of work when `done` is
+   * called (operation `operation`, the query, the patients whose data it reached, the first resources).
+   */
+  job(repo: FhirRepository, access: AccessContext, operation: string, requestId?: string): { repo: FhirRepository; done(failed: boolean): void } {
+    const request = new RequestAudit(requestId, '');
+    request.actor = { clientId: access.clientId, accountId: access.accountId, fhirUser: access.fhirUser, role: access.role };
+    return {
+      repo: new AuditedRepository(repo, request, isAuditor(access), this.finish),
+      done: (failed) => {
+        if (!request.touched) return;
+        this.record({
+          type: codes.rest, subtype: codes.operation(operation), action: operation === 'import' ? 'C' : 'R', outcome: failed ? '8' : '0',
+          actor: request.actor, resources: [...request.resources], patients: [...request.patients],
+          query: request.queries.length ? request.queries.join('\n') : undefined, requestId,
+        });
+      },
+    };
+  }
+
   /** Koa middleware for the FHIR mount: fail closed while the store fails, one record per request. */
   middleware(mount: string): Middleware {
     return async (ctx: Context, next: Next) => {

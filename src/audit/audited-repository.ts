@@ -28,6 +28,10 @@ export class AuditedRepository implements FhirRepository {
     this.supportsTransactions = inner.supportsTransactions;
   }
 
+  get wrapped(): FhirRepository {
+    return this.inner;
+  }
+
   private readable(type: string | undefined): void {
     if (type === AUDIT_TYPE && !this.auditor) throw errors.forbidden('Only system administrators (or system/AuditEvent.read clients) may read AuditEvents; patients use Patient/[id]/$access-log');
   }

@@ -83,6 +83,7 @@ export class AuditStore {
   }
 
   toDoc(event: AuditEvent, chain: ChainHead, av?: { seq: number; hash: string }): AuditDoc {
+    event = storable(event);
     const json = JSON.stringify(event);
     const id = `${AUDIT_TYPE}/${event.id}`;
     const ix = this.o.indexer(event as unknown as Record<string, unknown>);
@@ -131,4 +132,17 @@ export class AuditStore {
     clearInterval(this.timer);
     await this.flush().catch(() => undefined);
   }
+}
+
+/**
+ * The record with every string made storable: a request can carry a NUL byte or a lone surrogate (in a URL,
+ * an id, a sign-in name), which PostgreSQL's jsonb (FerretDB) refuses; one such record would otherwise stop
+ * the write-behind queue for good and, failing closed, the whole server. Both become U+FFFD.
+ */
+const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+function storable<T>(value: T): T {
+  if (typeof value === 'string') return value.replace(UNSTORABLE, '\uFFFD') as T;
+  if (Array.isArray(value)) return value.map(storable) as T;
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, storable(v)])) as T;
+  return value;
 }

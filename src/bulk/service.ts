@@ -40,6 +40,11 @@ export interface BulkDeps {
   logger: Logger;
   /** The caller's repository (access policy, write rules) for a stored caller. */
   repositoryFor: (access: AccessContext) => FhirRepository;
+  /**
+   * Wraps a slice's repository so that what it reaches is recorded (the audit trail), `done` once the slice
+   * ends; absent without an audit trail.
+   */
+  auditSlice?: (repo: FhirRepository, access: AccessContext, operation: 'export' | 'import', requestId: string) => { repo: FhirRepository; done(failed: boolean): void };
   /** The caller of a request from its Authorization header (401 when there is none or it is not valid). */
   accessContext: (authorization: string | undefined) => Promise<AccessContext>;
   /** The FHIR base URL, e.g. https://host/fhir. */
@@ -171,7 +176,10 @@ export class BulkData {
     if (!task || task.done) return;
     const job = await this.store.jobs.findOne({ _id: task.job });
     if (!job) return; // cancelled
-    const repo = this.deps.repositoryFor(loadAccess(job.access));
+    const access = loadAccess(job.access);
+    const audited = this.deps.auditSlice?.(this.deps.repositoryFor(access), access, job.kind, job._id);
+    const repo = audited?.repo ?? this.deps.repositoryFor(access);
+    let sliceFailed = true;
     const deadline = Date.now() + this.deps.config.sliceMs;
     const more = () => !this.stopping && Date.now() < deadline;
     let finished = false;
@@ -179,6 +187,7 @@ export class BulkData {
     await this.store.tasks.updateOne({ _id: taskId }, { $inc: { slices: 1 } });
     try {
       finished = job.kind === 'export' ? await this.exportSlice(job, task, repo, more) : await runImportSlice(this, job, task, repo, more);
+      sliceFailed = false;
     } catch (err) {
       if (err instanceof Stopped) return;
       // A failure of the data, not of the machine: recorded for the error file, and the task ends.
@@ -196,6 +205,8 @@ export class BulkData {
         await this.store.tasks.updateOne({ _id: taskId }, { $inc: { failures: 1 } });
         throw err;
       }
+    } finally {
+      audited?.done(sliceFailed); // what the slice reached is recorded even when it failed half-way
     }
     if (task.failures && !finished) await this.store.tasks.updateOne({ _id: taskId }, { $set: { failures: 0 } });
     if (finished) await this.queue().scheduleUnique(BULK_FINALIZE_JOB, `bulk-finalize:${job._id}`, new Date(), { job: job._id });

@@ -139,6 +139,7 @@ export class PractitionerWrites implements FhirRepository {
 
 /** The scheduling ports of a request's repository (the composition root installs PractitionerWrites). */
 export function schedulingPorts(repo: FhirRepository): SchedulingPorts {
-  if (repo instanceof PractitionerWrites) return repo.ports;
+  // Through pass-through layers (the audit trail records the request around the rules).
+  for (let r: FhirRepository | undefined = repo; r; r = r.wrapped) if (r instanceof PractitionerWrites) return r.ports;
   throw new Error('The request repository has no scheduling ports (PractitionerWrites is not installed)');
 }

@@ -10,6 +10,8 @@ import type { HistoryPage, HistoryQuery, ResourceVersion, WriteOptions, WriteRes
 export interface FhirRepository {
   /** Whether multi-document writes run inside real engine transactions. */
   readonly supportsTransactions: boolean;
+  /** The repository this one decorates, when it is a pass-through layer (so a module can find its own layer beneath). */
+  readonly wrapped?: FhirRepository;
   /**
    * Creates a resource with a server-assigned id. `id` lets a transaction Bundle fix the new id in advance
    * (its entries reference each other before anything is written); the REST create never passes it.

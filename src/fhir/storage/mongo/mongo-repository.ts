@@ -410,13 +410,13 @@ export class MongoRepository implements FhirRepository {
       // New resources in a unit of work are written in bulk (see UnitOfWork.flush).
       this.uow.buffer(doc, sides);
     } else if (this.uow) {
-      await this.uow.writeSides(sides);
+      await this.uow.writeSides(sides, { key: doc._id, v: doc.v });
       await writeVersion(this.deps.collections, doc, this.uow.session);
       this.uow.recordWrite(doc, current);
     } else if (sides.length && !this.supportsTransactions) {
       // Side writes first, removed again if the version cannot be written (see side-writes.ts).
       const db = this.deps.collections.database;
-      await insertSideWrites(db, sides);
+      await insertSideWrites(db, sides, undefined, { key: doc._id, v: doc.v });
       try {
         await writeVersion(this.deps.collections, doc);
       } catch (err) {
@@ -425,7 +425,7 @@ export class MongoRepository implements FhirRepository {
       }
     } else {
       await maybeInTransaction(this.deps.client, this.supportsTransactions, async (session?: ClientSession) => {
-        await insertSideWrites(this.deps.collections.database, sides, session);
+        await insertSideWrites(this.deps.collections.database, sides, session, { key: doc._id, v: doc.v });
         await writeVersion(this.deps.collections, doc, session);
       });
     }

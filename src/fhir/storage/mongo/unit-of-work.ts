@@ -38,10 +38,10 @@ export class UnitOfWork {
   }
 
   /** Inserts side writes of a version in this unit (in its session; recorded for rollback without one). */
-  async writeSides(sides: SideWrite[]): Promise<void> {
+  async writeSides(sides: SideWrite[], version?: { key: string; v: number }): Promise<void> {
     if (!sides.length) return;
     if (!this.session) this.sides.push(...sides); // recorded first, so a partial insert is undone too
-    await insertSideWrites(this.c.database, sides, this.session);
+    await insertSideWrites(this.c.database, sides, this.session, version);
   }
 
   async flush(): Promise<void> {
