@@ -63,6 +63,7 @@ export const SHARD_LAYOUT: ShardRule[] = [
   { collection: 'analytics_reports', key: 'unsharded', why: 'State and progress of report jobs, a few per administrator.' },
   { collection: 'analytics_state', key: 'unsharded', why: 'One marker: the projection was built on this database.' },
   // --- analytics: end ---
+  { collection: 'audit_chain_marks', key: 'unsharded', why: 'Where each audit hash chain starts after retention archived its older records: one small document per chain.' },
   { collection: '_txn_probe', key: 'unsharded', why: 'The start-up probe for transaction support.' },
 ];
 
