@@ -21,8 +21,8 @@ afterAll(async () => {
   await srv?.close();
 });
 
-// (`_w`, each write attempt's token, is left out: side-write-store.ts)
-const sides = () => srv.running.mongo.db.collection(COLLECTION).find({}, { projection: { _w: 0 } }).sort({ _id: 1 }).toArray();
+// (`_w`/`_wt`, each write attempt's token and time, are left out: side-write-store.ts)
+const sides = () => srv.running.mongo.db.collection(COLLECTION).find({}, { projection: { _w: 0, _wt: 0 } }).sort({ _id: 1 }).toArray();
 const patient = (family: string) => ({ resourceType: 'Patient', name: [{ family }] });
 const postBundle = (type: 'batch' | 'transaction', entry: unknown[]) => http('POST', srv.base, { body: { resourceType: 'Bundle', type, entry } });
 
@@ -50,6 +50,24 @@ describe('side writes', () => {
     // Every stored version has its side write, naming the version it followed; no attempt that lost left one.
     expect(mine.map((d) => d._id).sort()).toEqual(Array.from({ length: N + 1 }, (_, i) => `Patient/${id}/${i + 1}`).sort());
     for (const d of mine) expect(d.previous).toBe(String(d._id).endsWith('/1') ? null : String(Number(String(d._id).split('/').pop()) - 1));
+  });
+
+  it('a leftover of an attempt whose version was never written (its removal failed) holds the version only briefly', async () => {
+    const id = (await http('POST', `${srv.base}/Patient`, { body: patient('Leftover') })).body.id;
+    const col = srv.running.mongo.db.collection<{ _id: string }>(COLLECTION);
+    // Younger than 30 s: it may be a writer still settling, so the write waits, then answers 503 + Retry-After.
+    await col.insertOne({ _id: `Patient/${id}/2`, previous: '1', _w: 'other-attempt', _wt: new Date() } as never);
+    const busy = await http('PUT', `${srv.base}/Patient/${id}`, { body: { ...patient('Leftover2'), id } });
+    expect(busy.status).toBe(503);
+    expect(busy.headers.get('retry-after')).toMatch(/^\d+$/);
+    expect(busy.body.resourceType).toBe('OperationOutcome');
+    // Older: a leftover; it is removed and the write goes through, with its own side write for version 2.
+    await col.updateOne({ _id: `Patient/${id}/2` }, { $set: { _wt: new Date(Date.now() - 60_000) } });
+    const ok = await http('PUT', `${srv.base}/Patient/${id}`, { body: { ...patient('Leftover3'), id } });
+    expect(ok.status).toBe(200);
+    expect(ok.body.meta.versionId).toBe('2');
+    expect(await col.findOne({ _id: `Patient/${id}/2` })).toMatchObject({ previous: '1', inUnitOfWork: false });
+    expect((await col.findOne({ _id: `Patient/${id}/2` }) as any)._w).not.toBe('other-attempt');
   });
 
   it('a hook that fails fails the write: nothing is stored', async () => {

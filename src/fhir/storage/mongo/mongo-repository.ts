@@ -15,7 +15,7 @@ import { UnitOfWork } from './unit-of-work.js';
 import type { CursorCodec } from './cursor.js';
 import type { SideWriteHooks } from '../side-writes.js';
 import type { ResourceCache } from '../resource-cache.js';
-import { insertSideWrites, removeSideWrites } from './side-write-store.js';
+import { insertSideWrites, removeSideWrites, type SideWriteVersion } from './side-write-store.js';
 import type { PendingRollbacks } from './pending-rollbacks.js';
 
 export interface MongoRepositoryDeps {
@@ -368,9 +368,15 @@ export class MongoRepository implements FhirRepository {
         if (this.uow?.session) throw expected !== undefined ? errors.preconditionFailed(`${key} was changed by another writer`) : errors.conflict(`${key} was changed by another writer during the transaction; retry`);
         if (await rollForward(this.deps.collections, key, current?.v ?? 0, (json) => this.deps.indexer(JSON.parse(json)))) await this.deps.cache?.invalidate([key]);
         if (expected !== undefined) throw errors.preconditionFailed(`${key} was changed by another writer (version ${err.version} exists)`);
-        if (i + 1 >= MAX_WRITE_ATTEMPTS) throw errors.conflict(`${key} is being changed by many writers at once; retry later`);
+        if (i + 1 >= MAX_WRITE_ATTEMPTS) throw err.settling ? errors.unavailable(`An earlier write of ${key} is still being settled; retry shortly`) : errors.conflict(`${key} is being changed by many writers at once; retry later`);
+        if (err.settling) await new Promise((r) => setTimeout(r, Math.min(100 * 2 ** i, 1000)));
       }
     }
+  }
+
+  /** The version side writes belong to, and how to tell whether it has been written (side-write-store.ts). */
+  private sideWriteVersion(doc: CurrentDoc): SideWriteVersion {
+    return { key: doc._id, v: doc.v, written: async () => !!(await this.deps.collections.history(doc.t).findOne({ _id: `${doc._id}/${doc.v}` }, { projection: { _id: 1 } })) };
   }
 
   /** Writes the next version after `current` (a deletion when method is DELETE). */
@@ -410,22 +416,26 @@ export class MongoRepository implements FhirRepository {
       // New resources in a unit of work are written in bulk (see UnitOfWork.flush).
       this.uow.buffer(doc, sides);
     } else if (this.uow) {
-      await this.uow.writeSides(sides, { key: doc._id, v: doc.v });
+      await this.uow.writeSides(sides, this.sideWriteVersion(doc));
       await writeVersion(this.deps.collections, doc, this.uow.session);
       this.uow.recordWrite(doc, current);
     } else if (sides.length && !this.supportsTransactions) {
       // Side writes first, removed again if the version cannot be written (see side-writes.ts).
       const db = this.deps.collections.database;
-      await insertSideWrites(db, sides, undefined, { key: doc._id, v: doc.v });
+      await insertSideWrites(db, sides, undefined, this.sideWriteVersion(doc));
       try {
         await writeVersion(this.deps.collections, doc);
       } catch (err) {
-        await removeSideWrites(db, sides);
+        await removeSideWrites(db, sides).catch((removeErr) => {
+          // The database went away: remove them once it is back (until then they hold this version's keys).
+          if (!this.deps.pendingRollbacks) throw removeErr;
+          this.deps.pendingRollbacks.add(() => removeSideWrites(db, sides));
+        });
         throw err;
       }
     } else {
       await maybeInTransaction(this.deps.client, this.supportsTransactions, async (session?: ClientSession) => {
-        await insertSideWrites(this.deps.collections.database, sides, session, { key: doc._id, v: doc.v });
+        await insertSideWrites(this.deps.collections.database, sides, session, this.sideWriteVersion(doc));
         await writeVersion(this.deps.collections, doc, session);
       });
     }

@@ -2,7 +2,7 @@ import type { ClientSession } from 'mongodb';
 import type { Collections, CurrentDoc } from './documents.js';
 import { acquireCriteriaLock, releaseCriteriaLock } from './criteria-lock.js';
 import { undoVersion, writeNewVersions } from './version-writer.js';
-import { insertSideWrites, removeSideWrites } from './side-write-store.js';
+import { insertSideWrites, removeSideWrites, type SideWriteVersion } from './side-write-store.js';
 import type { SideWrite } from '../side-writes.js';
 
 /**
@@ -38,7 +38,7 @@ export class UnitOfWork {
   }
 
   /** Inserts side writes of a version in this unit (in its session; recorded for rollback without one). */
-  async writeSides(sides: SideWrite[], version?: { key: string; v: number }): Promise<void> {
+  async writeSides(sides: SideWrite[], version?: SideWriteVersion): Promise<void> {
     if (!sides.length) return;
     if (!this.session) this.sides.push(...sides); // recorded first, so a partial insert is undone too
     await insertSideWrites(this.c.database, sides, this.session, version);

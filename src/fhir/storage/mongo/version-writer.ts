@@ -11,7 +11,12 @@ export function isDuplicateKey(err: unknown): boolean {
 
 /** Raised when another writer took the version this writer expected to create. */
 export class VersionConflict extends Error {
-  constructor(readonly key: string, readonly version: number) {
+  constructor(
+    readonly key: string,
+    readonly version: number,
+    /** The version is held by side writes of an attempt still settling (side-write-store.ts): retry after a pause. */
+    readonly settling = false,
+  ) {
     super(`version ${version} of ${key} was written concurrently`);
   }
 }
