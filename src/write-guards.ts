@@ -45,6 +45,8 @@ export class GuardedRepository implements FhirRepository {
     private readonly inner: FhirRepository,
     private readonly access: AccessContext,
     private readonly guards: WriteGuard[],
+    /** Inside a transaction: follow-ups wait here until it has committed (a job queued earlier could run first and see nothing). */
+    private readonly afterCommit?: (() => Promise<void>)[],
   ) {
     this.supportsTransactions = inner.supportsTransactions;
   }
@@ -119,8 +121,12 @@ export class GuardedRepository implements FhirRepository {
   history(q: HistoryQuery): Promise<HistoryPage> {
     return this.inner.history(q);
   }
-  transaction<T>(fn: (tx: FhirRepository) => Promise<T>): Promise<T> {
-    return this.inner.transaction((tx) => fn(new GuardedRepository(tx, this.access, this.guards)));
+  async transaction<T>(fn: (tx: FhirRepository) => Promise<T>): Promise<T> {
+    if (this.afterCommit) return this.inner.transaction((tx) => fn(new GuardedRepository(tx, this.access, this.guards, this.afterCommit)));
+    const later: (() => Promise<void>)[] = [];
+    const out = await this.inner.transaction((tx) => fn(new GuardedRepository(tx, this.access, this.guards, later)));
+    for (const f of later) await f();
+    return out;
   }
   storedTypes(): Promise<string[]> {
     return this.inner.storedTypes();
@@ -144,7 +150,11 @@ export class GuardedRepository implements FhirRepository {
     });
     if (!result.matched && result.version.json) {
       const stored = parseResource(result.version);
-      for (const g of guards) await g.committed?.(stored, this.access);
+      const followUps = async () => {
+        for (const g of guards) await g.committed?.(stored, this.access);
+      };
+      if (this.afterCommit) this.afterCommit.push(followUps);
+      else await followUps();
     }
     return result;
   }
