@@ -3,7 +3,10 @@
  * and one with false, both reading N patients by id with C concurrent clients. The machine running it may be
  * shared and loaded, so the two are measured alternately (the order flips every round) and medians are quoted.
  *   MONGODB_URI=mongodb://127.0.0.1:27017/ npm run bench-audit -- [--patients 200] [--requests 500] [--rounds 15] [--concurrency 8] [--no-frames] [--a-a]
- * (--a-a: both servers without audit, to see how far two identical servers differ on this machine)
+ * (--a-a: both servers without audit, to see how far two identical servers differ on this machine;
+ *  BENCH_DIST=1: the compiled servers of `npm run build`, as `npm start` runs them)
+ * Each round also prints the CPU time per read of the server process and of the database's processes (from
+ * /proc), which says what auditing a read costs in CPU when the machine's load makes throughput jump.
  * The database is a fresh bench_audit_<pid>, dropped at the end.
  */
 import { parseArgs } from 'node:util';
@@ -11,6 +14,7 @@ import { MongoClient } from 'mongodb';
 import { percentiles, runConcurrent } from './lib/stats.js';
 import { startServerProcess } from './lib/server-process.js';
 import { serviceTokenSource } from './lib/service-token.js';
+import { matchingCpuMs, processCpuMs } from './lib/proc-cpu.js';
 
 const { values } = parseArgs({
   options: { patients: { type: 'string', default: '200' }, requests: { type: 'string', default: '500' }, rounds: { type: 'string', default: '15' }, concurrency: { type: 'string', default: '8' }, 'no-frames': { type: 'boolean', default: false }, 'a-a': { type: 'boolean', default: false } },
@@ -40,6 +44,16 @@ const servers = {
 };
 const client = await new MongoClient(process.env.MONGODB_URI).connect();
 const db = client.db(dbName);
+/**
+ * The database's processes, whose CPU time each round reads from /proc (Linux only; NaN elsewhere): the
+ * FerretDB or mongod listening on MONGODB_URI's port and, under FerretDB, the PostgreSQL backends of its
+ * database (FERRETDB_POSTGRES_URL), not other databases' on the same machine.
+ */
+const DB_PROCESSES = (() => {
+  const port = /:(\d+)(?:\/|$|,)/.exec(process.env.MONGODB_URI!.replace(/^mongodb(\+srv)?:\/\/([^@/]*@)?/, ':'))?.[1] ?? '27017';
+  const pgDb = process.env.FERRETDB_POSTGRES_URL ? new URL(process.env.FERRETDB_POSTGRES_URL).pathname.slice(1) : undefined;
+  return [`127.0.0.1:${port}`, `--port ${port}`, ...(pgDb ? [`postgres: postgres ${pgDb} `] : [])];
+})();
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 try {
   const tokens = { audit: await serviceTokenSource(db, servers.audit.url), 'no audit': await serviceTokenSource(db, servers['no audit'].url) };
@@ -58,21 +72,27 @@ try {
     const url = servers[mode].url;
     // warm-up: connections, caches
     await runConcurrent(Math.min(200, REQUESTS), CONCURRENCY, async (i) => void (await (await fetch(`${url}/fhir/Patient/${ids[i % ids.length]}`, { headers: { authorization: `Bearer ${t}` } })).arrayBuffer()));
+    const cpu0 = { server: processCpuMs(servers[mode].pid), db: matchingCpuMs(DB_PROCESSES) };
     const started = performance.now();
     const ms = await runConcurrent(REQUESTS, CONCURRENCY, async (i) => {
       const res = await fetch(`${url}/fhir/Patient/${ids[(i * 7919) % ids.length]}`, { headers: { authorization: `Bearer ${t}` } });
       await res.arrayBuffer();
       if (res.status !== 200) throw new Error(`read failed: ${res.status}`);
     });
-    return { rps: REQUESTS / ((performance.now() - started) / 1000), p50: percentiles(ms).p50, p95: percentiles(ms).p95 };
+    const rps = REQUESTS / ((performance.now() - started) / 1000);
+    // CPU per read of the server process and of the database's processes: what a read costs, however loaded the machine.
+    const perRead = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined ? NaN : (b - a) / REQUESTS);
+    const cpu = { server: perRead(cpu0.server, processCpuMs(servers[mode].pid)), db: perRead(cpu0.db, matchingCpuMs(DB_PROCESSES)) };
+    return { rps, p50: percentiles(ms).p50, p95: percentiles(ms).p95, cpu };
   };
-  const results: Record<keyof typeof servers, { rps: number; p50: number; p95: number }[]> = { audit: [], 'no audit': [] };
+  type Round = { rps: number; p50: number; p95: number; cpu: { server: number; db: number } };
+  const results: Record<keyof typeof servers, Round[]> = { audit: [], 'no audit': [] };
   for (let r = 0; r < ROUNDS; r++) {
     const order: (keyof typeof servers)[] = r % 2 ? ['audit', 'no audit'] : ['no audit', 'audit'];
     for (const mode of order) {
       const m = await measure(mode);
       results[mode].push(m);
-      console.log(`round ${r + 1} ${mode.padEnd(8)} ${m.rps.toFixed(0)} req/s  p50 ${m.p50.toFixed(1)} ms  p95 ${m.p95.toFixed(1)} ms`);
+      console.log(`round ${r + 1} ${mode.padEnd(8)} ${m.rps.toFixed(0)} req/s  p50 ${m.p50.toFixed(1)} ms  p95 ${m.p95.toFixed(1)} ms  CPU/read: server ${m.cpu.server.toFixed(3)} ms, database ${m.cpu.db.toFixed(3)} ms`);
     }
   }
   const on = median(results.audit.map((x) => x.rps));
@@ -84,6 +104,8 @@ try {
   console.log(`  without audit: ${off.toFixed(0)} req/s (p50 ${median(results['no audit'].map((x) => x.p50)).toFixed(1)} ms)`);
   console.log(`  with audit:    ${on.toFixed(0)} req/s (p50 ${median(results.audit.map((x) => x.p50)).toFixed(1)} ms)  = ${((on / off) * 100).toFixed(1)}% of the throughput without`);
   console.log(`  median of the per-round ratios (audit / no audit): ${(paired * 100).toFixed(1)}%`);
+  const cpu = (mode: keyof typeof servers, k: 'server' | 'db') => median(results[mode].map((x) => x.cpu[k]));
+  console.log(`  CPU per read (median): server ${cpu('no audit', 'server').toFixed(3)} → ${cpu('audit', 'server').toFixed(3)} ms, database (FerretDB + PostgreSQL, or mongod) ${cpu('no audit', 'db').toFixed(3)} → ${cpu('audit', 'db').toFixed(3)} ms`);
   console.log(`  audit records stored: ${records}`);
 } finally {
   await servers.audit.stop();

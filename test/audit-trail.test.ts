@@ -16,6 +16,10 @@ import { tokenRequest } from './support/auth.js';
 import { authorize, pkce } from './support/browser.js';
 import { expectOutcome } from './support/outcomes.js';
 import { archiveOldAuditEvents } from '../src/audit/retention.js';
+import { auditEvent, type EventSpec } from '../src/audit/events.js';
+import { MAX_READS_PER_RECORD, ReadAggregator } from '../src/audit/read-aggregator.js';
+import { AuditStore } from '../src/audit/store.js';
+import { ChainHead } from '../src/audit/chain.js';
 import { ResourceIndexer } from '../src/fhir/search/indexer.js';
 import { SearchParameterRegistry } from '../src/fhir/search/parameters.js';
 
@@ -238,6 +242,42 @@ describe('reading the trail', () => {
     expect(JSON.stringify(events)).not.toContain(other.id);
     expect(events.every((e: any) => e.entity.every((x: any) => x.what.reference.startsWith(`Patient/${patient.id}`)))).toBe(true);
     expectOutcome(await http('GET', `${srv.base}/Patient/${other.id}/$access-log`, { token: t.access_token }), 403);
+  });
+});
+
+describe('record building (no database)', () => {
+  it('aggregated reads: one record per MAX_READS_PER_RECORD reads of an agent, each read resource listed, the rest at the next flush', () => {
+    const specs: EventSpec[] = [];
+    const agg = new ReadAggregator((s) => specs.push(s));
+    const actor = { clientId: 'c1', ip: '10.0.0.1' };
+    const n = MAX_READS_PER_RECORD + 10;
+    for (let i = 0; i < n; i++) agg.add('read', actor, `r${i}`, [`Observation/o${i}`], [`p${i % 7}`]);
+    agg.add('read', { clientId: 'c2' }, 'other', ['Observation/x'], []);
+    expect(specs).toHaveLength(1);
+    agg.drain();
+    expect(specs.map((s) => s.requestIds?.length)).toEqual([MAX_READS_PER_RECORD, 10, 1]);
+    const first = auditEvent(specs[0]!, { site: '', observer: 'w' });
+    const listed = first.entity!.filter((e) => e.what?.reference?.startsWith('Observation/')).map((e) => e.what!.reference);
+    expect(listed).toEqual(Array.from({ length: MAX_READS_PER_RECORD }, (_, i) => `Observation/o${i}`));
+    expect(first.outcomeDesc).toBeUndefined();
+    expect(first.entity!.filter((e) => e.what?.reference?.startsWith('Patient/'))).toHaveLength(7);
+  });
+
+  it('a search record still lists at most 50 resources and says how many more there were', () => {
+    const e = auditEvent({ type: { code: 'rest' }, subtype: { code: 'search-type' }, action: 'E', outcome: '0', actor: {}, resources: Array.from({ length: 60 }, (_, i) => `Observation/o${i}`) }, { site: '', observer: 'w' });
+    expect(e.entity!.filter((x) => x.what?.reference?.startsWith('Observation/'))).toHaveLength(50);
+    expect(e.outcomeDesc).toBe('10 more resources not listed');
+  });
+
+  it('records are made storable only where needed: NUL and lone surrogates become U+FFFD, pairs and the rest untouched', () => {
+    const store = new AuditStore({ collections: {} as never, indexer: () => ({ tk: [], st: [], sf: [], dt: [], dh: [], nm: [], so: {}, sd: {} }) as never, writer: 'w', flushMs: 1000, flushRecords: 10, logger: console as never });
+    const chain = new ChainHead('t:r', undefined);
+    const spec = (ip: string): EventSpec => ({ type: { code: 'rest' }, subtype: { code: 'read' }, action: 'R', outcome: '0', actor: { ip, clientId: 'c' } });
+    const clean = auditEvent(spec('10.0.0.1 \\u0000 \u{1F600}'), { site: '', observer: 'w' });
+    expect(store.toDoc(clean, chain).json).toBe(JSON.stringify(clean));
+    const dirty = auditEvent(spec('a\u0000b\uD800c\uDC00d\u{1F600}'), { site: '', observer: 'w' });
+    const stored = JSON.parse(store.toDoc(dirty, chain).json!);
+    expect(stored.agent[0]?.network?.address).toBe('a\uFFFDb\uFFFDc\uFFFDd\u{1F600}');
   });
 });
 

@@ -12,10 +12,13 @@ async function freePort(): Promise<number> {
   });
 }
 
-/** Starts `src/main.ts` as a separate process (as in production) and waits until /health answers. */
-export async function startServerProcess(env: Record<string, string>): Promise<{ url: string; stop: () => Promise<void> }> {
+/**
+ * Starts the server as a separate process and waits until /health answers: `src/main.ts` through tsx, or with
+ * BENCH_DIST=1 the compiled `dist/main.js` exactly as `npm start` runs it (build first: `npm run build`).
+ */
+export async function startServerProcess(env: Record<string, string>): Promise<{ url: string; pid: number; stop: () => Promise<void> }> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['--import', 'tsx', new URL('../../src/main.ts', import.meta.url).pathname], {
+  const child = spawn(process.execPath, process.env.BENCH_DIST ? [new URL('../../dist/main.js', import.meta.url).pathname] : ['--import', 'tsx', new URL('../../src/main.ts', import.meta.url).pathname], {
     // Benchmarks measure the server's throughput, not the per-client rate limits (which would answer 429 to a
     // benchmark's one client); set RATE_LIMIT_ENABLED to measure with them.
     env: { RATE_LIMIT_ENABLED: 'false', ...process.env, HOST: '127.0.0.1', PORT: String(port), ...env },
@@ -35,6 +38,7 @@ export async function startServerProcess(env: Record<string, string>): Promise<{
   }
   return {
     url,
+    pid: child.pid!,
     async stop() {
       child.kill('SIGTERM');
       await exited;

@@ -26,6 +26,22 @@ export interface AuditConfig {
   aggregateReads: boolean;
 }
 
+/**
+ * The record of a request in flight, on its (Koa) headers object, which the FHIR request carries on to the
+ * repository factory. A symbol property rather than a WeakMap: an entry per request in a WeakMap makes every
+ * garbage collection of the young generation process it.
+ */
+const REQUEST_AUDIT = Symbol('medivoy.requestAudit');
+
+/** A path without its leading and trailing slashes. */
+function trimSlashes(s: string): string {
+  let a = 0;
+  let b = s.length;
+  while (a < b && s.charCodeAt(a) === 47) a++;
+  while (b > a && s.charCodeAt(b - 1) === 47) b--;
+  return a === 0 && b === s.length ? s : s.slice(a, b);
+}
+
 /** The server itself (jobs, workflows acting for the organization) when no request is behind a write. */
 const SERVER: Actor = { clientId: 'medivoy-server' };
 const WRITE_CODES = { POST: ['create', 'C'], PUT: ['update', 'U'], PATCH: ['patch', 'U'], DELETE: ['delete', 'D'] } as const;
@@ -46,8 +62,6 @@ export class AuditTrail {
   readonly writer = writerId();
   private site = '';
   private readonly reads: ReadAggregator;
-  /** The record of each request in flight, by its (Koa) headers object, which the FHIR request carries on. */
-  private readonly requests = new WeakMap<object, RequestAudit>();
 
   constructor(
     private readonly o: { collections: Collections; indexer: Indexer; config: AuditConfig; logger: Logger },
@@ -132,7 +146,7 @@ export class AuditTrail {
 
   /** The repository of the request being served (found by its headers object), for the caller `access`. */
   repository(repo: FhirRepository, access: AccessContext, headers: object): FhirRepository {
-    const request = this.requests.get(headers);
+    const request = (headers as { [REQUEST_AUDIT]?: RequestAudit })[REQUEST_AUDIT];
     if (request) request.actor = { clientId: access.clientId, accountId: access.accountId, fhirUser: access.fhirUser, role: access.role, ip: request.actor.ip };
     return new AuditedRepository(repo, request, isAuditor(access), this.finish);
   }
@@ -151,7 +165,7 @@ export class AuditTrail {
         if (!request.touched) return;
         this.record({
           type: codes.rest, subtype: codes.operation(operation), action: operation === 'import' ? 'C' : 'R', outcome: failed ? '8' : '0',
-          actor: request.actor, resources: [...request.resources], patients: [...request.patients],
+          actor: request.actor, resources: request.resources, patients: request.patients,
           query: request.queries.length ? request.queries.join('\n') : undefined, requestId,
         });
       },
@@ -161,15 +175,16 @@ export class AuditTrail {
   /** Koa middleware for the FHIR mount: fail closed while the store fails, one record per request. */
   middleware(mount: string): Middleware {
     return async (ctx: Context, next: Next) => {
-      if (!ctx.path.startsWith(mount)) return next();
-      const rest = ctx.path.slice(mount.length).replace(/^\/+|\/+$/g, '');
+      const path = ctx.path;
+      if (!path.startsWith(mount)) return next();
+      const rest = trimSlashes(path.slice(mount.length));
       if (rest === 'metadata' || rest.startsWith('.well-known') || ctx.method === 'OPTIONS') return next();
       if (this.o.config.failClosed && !this.store.healthy) {
         throw errors.unavailable('The audit trail cannot be written at the moment, so no patient data is served; retry later');
       }
       const request = new RequestAudit(ctx.state.requestId as string | undefined, ctx.ip);
       let status = 500;
-      this.requests.set(ctx.headers, request);
+      (ctx.headers as { [REQUEST_AUDIT]?: RequestAudit })[REQUEST_AUDIT] = request;
       try {
         await next();
         status = ctx.status;
@@ -179,7 +194,7 @@ export class AuditTrail {
       } finally {
         let segments: string[];
         try {
-          segments = rest ? rest.split('/').map((s) => decodeURIComponent(s)) : [];
+          segments = !rest ? [] : rest.includes('%') ? rest.split('/').map((s) => decodeURIComponent(s)) : rest.split('/');
         } catch {
           segments = rest.split('/');
         }
@@ -194,10 +209,13 @@ export class AuditTrail {
     // A successful write is recorded with its version; a batch of writes only by them.
     if (!failed && (i.write || (!request.touched && (i.code === 'batch' || i.code === 'transaction')))) return;
     const denied = status === 401 || status === 403;
-    const patients = [...request.patients];
-    if (!failed && i.target?.startsWith('Patient/')) patients.push(i.target.slice(8).split('/')[0]!);
+    const patients = request.patients;
+    if (!failed && i.target?.startsWith('Patient/')) {
+      const id = i.target.slice(8).split('/')[0]!;
+      if (!patients.includes(id)) patients.push(id);
+    }
     if (!failed && this.o.config.aggregateReads && (i.code === 'read' || i.code === 'vread') && !request.queries.length) {
-      this.reads.add(i.code, request.actor, request.requestId, [...request.resources], patients);
+      this.reads.add(i.code, request.actor, request.requestId, request.resources, patients);
       return;
     }
     this.record({

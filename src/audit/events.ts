@@ -26,6 +26,8 @@ export interface EventSpec {
   actor: Actor;
   /** Resources touched, `Type/id` or `Type/id/_history/v`. */
   resources?: string[];
+  /** Most resources listed (default MAX_RESOURCE_ENTITIES); the rest are counted in outcomeDesc. */
+  maxResources?: number;
   /** Patients whose data was touched (ids). */
   patients?: string[];
   /** The search query (kept as text; stored base64 as R4 wants). */
@@ -88,16 +90,18 @@ function agents(a: Actor): AuditEventAgent[] {
 /** An R4 AuditEvent (IHE BALP style): type/subtype, agents, this server as source, entities, outcome. */
 export function auditEvent(spec: EventSpec, source: { site: string; observer: string }): AuditEvent {
   const entity: AuditEventEntity[] = [];
-  const patients = [...new Set(spec.patients ?? [])];
-  for (const p of patients) entity.push({ what: { reference: `Patient/${p}` }, type: entityType('1', 'Person'), role: role('1', 'Patient') });
-  const resources = [...new Set(spec.resources ?? [])].filter((r) => !(r.startsWith('Patient/') && patients.includes(r.slice(8).split('/')[0]!) && !r.includes('/_history/')));
-  for (const r of resources.slice(0, MAX_RESOURCE_ENTITIES)) entity.push({ what: { reference: r }, type: entityType('2', 'System Object'), role: role('4', 'Domain Resource') });
+  const named = new Set(spec.patients ?? []);
+  for (const p of named) entity.push({ what: { reference: `Patient/${p}` }, type: entityType('1', 'Person'), role: role('1', 'Patient') });
+  // A Patient read (not a version of it) is already named as the patient.
+  const resources = [...new Set(spec.resources ?? [])].filter((r) => !(r.startsWith('Patient/') && !r.includes('/_history/') && named.has(r.slice(8).split('/')[0]!)));
+  const cap = spec.maxResources ?? MAX_RESOURCE_ENTITIES;
+  for (const r of resources.slice(0, cap)) entity.push({ what: { reference: r }, type: entityType('2', 'System Object'), role: role('4', 'Domain Resource') });
   if (spec.query !== undefined) entity.push({ type: entityType('2', 'System Object'), role: role('24', 'Query'), query: Buffer.from(spec.query, 'utf8').toString('base64') });
   const xRequestId = { system: 'https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType', code: 'XrequestId' };
   if (spec.requestId) entity.push({ what: { identifier: { value: spec.requestId } }, type: xRequestId });
   // Several requests (aggregated reads): their ids in one entity's detail, not one indexed entity each.
   if (spec.requestIds?.length) entity.push({ type: xRequestId, detail: [{ type: 'request-ids', valueString: spec.requestIds.join(' ') }] });
-  const cut = resources.length > MAX_RESOURCE_ENTITIES ? `; ${resources.length - MAX_RESOURCE_ENTITIES} more resources not listed` : '';
+  const cut = resources.length > cap ? `; ${resources.length - cap} more resources not listed` : '';
   return {
     resourceType: 'AuditEvent',
     id: randomUUID(),

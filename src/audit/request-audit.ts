@@ -5,8 +5,10 @@ import { patientsOf } from './patients.js';
 /** What one HTTP request did, collected while it runs and written as its audit record when it ends. */
 export class RequestAudit {
   actor: Actor;
-  readonly resources = new Set<string>();
-  readonly patients = new Set<string>();
+  /** Resources touched, in order, possibly repeated (records name each once: see events.ts). */
+  readonly resources: string[] = [];
+  /** Ids of the patients whose data was touched, possibly repeated. */
+  readonly patients: string[] = [];
   readonly queries: string[] = [];
   /** Whether the request reached patient data at all (a read, search or history call). */
   touched = false;
@@ -20,8 +22,9 @@ export class RequestAudit {
 
   noteVersion(type: string, id: string, json: string | null, version?: string): void {
     this.touched = true;
-    this.resources.add(version ? `${type}/${id}/_history/${version}` : `${type}/${id}`);
-    for (const p of patientsOf(type, id, json)) this.patients.add(p);
+    this.resources.push(version ? `${type}/${id}/_history/${version}` : `${type}/${id}`);
+    if (type === 'Patient') this.patients.push(id);
+    else for (const p of patientsOf(type, id, json)) this.patients.push(p);
   }
 
   noteQuery(query: string): void {

@@ -83,8 +83,12 @@ export class AuditStore {
   }
 
   toDoc(event: AuditEvent, chain: ChainHead, av?: { seq: number; hash: string }): AuditDoc {
-    event = storable(event);
-    const json = JSON.stringify(event);
+    let json = JSON.stringify(event);
+    // JSON.stringify writes a NUL and a lone surrogate as escapes: only a record whose text has one is rewritten.
+    if (UNSTORABLE_ESCAPE.test(json)) {
+      event = storable(event);
+      json = JSON.stringify(event);
+    }
     const id = `${AUDIT_TYPE}/${event.id}`;
     const ix = this.o.indexer(event as unknown as Record<string, unknown>);
     const lu = new Date(event.recorded!);
@@ -139,6 +143,7 @@ export class AuditStore {
  * an id, a sign-in name), which PostgreSQL's jsonb (FerretDB) refuses; one such record would otherwise stop
  * the write-behind queue for good and, failing closed, the whole server. Both become U+FFFD.
  */
+const UNSTORABLE_ESCAPE = /\\u0000|\\ud[89a-f][0-9a-f]{2}/i;
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 function storable<T>(value: T): T {
   if (typeof value === 'string') return value.replace(UNSTORABLE, '\uFFFD') as T;
