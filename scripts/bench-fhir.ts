@@ -7,6 +7,7 @@
  *   npm run bench-fhir -- --patients 1000 --per 25 --conc 8 --ops 1000 \
  *     --env FERRETDB_SQL_SEARCH=false --env FERRETDB_SQL_SEARCH=true
  *
+ * `--keep` leaves each run's database in place (its name is printed) instead of dropping it.
  * Needs MONGODB_URI (and FERRETDB_POSTGRES_URL on FerretDB), like the other benchmarks.
  */
 import { spawn } from 'node:child_process';
@@ -51,7 +52,9 @@ try {
       });
     } finally {
       await server.stop();
-      await client.db(dbName).dropDatabase().catch(() => undefined);
+      // --keep: leave the database for a look at its data and query plans afterwards.
+      if (argv.includes('--keep')) console.log(JSON.stringify({ kept: dbName }));
+      else await client.db(dbName).dropDatabase().catch(() => undefined);
     }
   }
 } finally {

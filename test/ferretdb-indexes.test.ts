@@ -21,7 +21,7 @@ afterAll(async () => {
 });
 
 (pgUrl ? describe : describe.skip)('FerretDB GIN indexes', () => {
-  it('two processes ensuring the same indexes at once both succeed, and the indexes exist', async () => {
+  it('two processes ensuring the same indexes at once both succeed, and the indexes exist; new documents are LZ4-compressed', async () => {
     const logger = createLogger('silent');
     const a = new FerretPostgresIndexes(pgUrl!, dbName, logger);
     const b = new FerretPostgresIndexes(pgUrl!, dbName, logger);
@@ -36,6 +36,14 @@ afterAll(async () => {
       try {
         const rows = (await pool.query<{ n: string }>(`SELECT count(*) AS n FROM pg_indexes WHERE schemaname = $1 AND indexname LIKE '%_mvy_%'`, [dbName])).rows;
         expect(Number(rows[0]!.n)).toBe(5 * 4);
+        // Documents written from now on are compressed with LZ4 (PostgreSQL 14+ built with it, as Debian's is).
+        const version = Number((await pool.query<{ v: string }>('SHOW server_version_num')).rows[0]!.v);
+        if (version >= 140000) {
+          const methods = (await pool.query<{ c: string }>(
+            `SELECT a.attcompression AS c FROM pg_attribute a JOIN pg_class t ON t.oid = a.attrelid JOIN pg_namespace n ON n.oid = t.relnamespace
+              WHERE n.nspname = $1 AND t.relname LIKE 'fhir_race%' AND t.relkind = 'r' AND a.attname = '_jsonb'`, [dbName])).rows.map((r) => r.c);
+          expect(methods).toEqual(['l', 'l', 'l', 'l', 'l']);
+        }
       } finally {
         await pool.end();
       }

@@ -12,6 +12,16 @@ import { FerretSqlQueries } from './ferretdb-sql.js';
  */
 export class FerretPostgresIndexes {
   private readonly pool: pg.Pool;
+  /**
+   * The search statements' own connections, with sequential scans off: PostgreSQL prices reading a field of a
+   * compressed `_jsonb` as one operator, but each read decompresses the whole document (about 13 µs a row
+   * for a 6 kB Patient with pglz), so on a table of a few thousand rows it scans them all where the GIN index
+   * finds the 36 matches (Patient?family=: 14 ms against 2 ms). Every search statement has an index to go
+   * through (a GIN search array, `_id`, or a sort index); without one, PostgreSQL still scans. JIT off too:
+   * the penalty that keeps sequential scans out makes their cost pass `jit_above_cost`, and compiling a
+   * lookup in the 40-row metadata table took 266 ms instead of 0.2 ms.
+   */
+  private readonly searchPool: pg.Pool;
 
   constructor(
     url: string,
@@ -20,11 +30,12 @@ export class FerretPostgresIndexes {
     private readonly logger: Logger,
   ) {
     this.pool = new pg.Pool({ connectionString: url, max: 10 });
+    this.searchPool = new pg.Pool({ connectionString: url, max: 10, options: '-c enable_seqscan=off -c jit=off' });
   }
 
-  /** Searches as SQL on the same tables, through this pool. */
+  /** Searches as SQL on the same tables, through the search pool. */
   searchQueries(onQuery?: (sql: string, params: unknown[]) => void): FerretSqlQueries {
-    return new FerretSqlQueries(this.pool, this.schema, this.logger, onQuery);
+    return new FerretSqlQueries(this.searchPool, this.schema, this.logger, onQuery);
   }
 
   private async tableOf(collection: string): Promise<string | undefined> {
@@ -54,6 +65,7 @@ export class FerretPostgresIndexes {
   async ensure(collection: string, fields: string[]): Promise<void> {
     const table = await this.tableOf(collection);
     if (!table) throw new Error(`FerretDB has no table for collection ${collection} in schema ${this.schema}`);
+    await this.compressWithLz4(table);
     for (const field of fields) {
       const name = `${table}_mvy_${field.replace(/\W/g, '')}`.slice(0, 63);
       try {
@@ -94,8 +106,30 @@ export class FerretPostgresIndexes {
     }
   }
 
+  /**
+   * Documents written from now on compressed with LZ4 instead of pglz: PostgreSQL decompresses a document for
+   * every field a statement reads, FerretDB's and ours, and LZ4 does it in about half the time (a sequential
+   * scan of 1,075 Patients testing two fields: 15.4 ms against 7.7 ms). Rows already stored keep pglz until
+   * rewritten. Skipped where the PostgreSQL build lacks LZ4 (before 14, or built without it).
+   */
+  private async compressWithLz4(table: string): Promise<void> {
+    const qualified = `${ident(this.schema)}.${ident(table)}`;
+    try {
+      const current = await this.pool.query<{ c: string }>(
+        `SELECT attcompression AS c FROM pg_attribute WHERE attrelid = $1::regclass AND attname = '_jsonb'`,
+        [qualified],
+      );
+      if (current.rows[0]?.c === 'l') return;
+      await this.pool.query(`ALTER TABLE ${qualified} ALTER COLUMN _jsonb SET COMPRESSION lz4`);
+    } catch (err) {
+      // 0A000: LZ4 not supported by this build; 42703: no attcompression column (PostgreSQL < 14).
+      this.logger.debug({ table, err: (err as Error).message }, 'FerretDB: documents stay compressed with pglz');
+    }
+  }
+
   async close(): Promise<void> {
     await this.pool.end();
+    await this.searchPool.end();
   }
 }
 
