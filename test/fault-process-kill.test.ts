@@ -4,6 +4,7 @@ import { MongoClient } from 'mongodb';
 import { ServerProcess } from './support/server-process.js';
 import { startSmtp } from './support/smtp.js';
 import { params } from './support/booking-fixture.js';
+import { waitFor } from './support/wait.js';
 
 /**
  * A server process killed with SIGKILL while it holds job leases (booking confirmations it is sending: the
@@ -31,14 +32,7 @@ afterAll(async () => {
   await smtp?.close();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(what: string, ok: () => Promise<boolean> | boolean, timeoutMs = 40_000) {
-  const end = Date.now() + timeoutMs;
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
-    await sleep(100);
-  }
-}
+const until = (what: string, ok: () => Promise<boolean> | boolean) => waitFor(what, ok, 40_000);
 const iso = (minutes: number) => new Date(Math.floor(Date.now() / 60000) * 60000 + minutes * 60000).toISOString();
 
 describe('a server process killed with SIGKILL', () => {

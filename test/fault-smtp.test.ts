@@ -4,6 +4,7 @@ import { http, startTestServer, type TestServer } from './support/server.js';
 import { startSmtp } from './support/smtp.js';
 import { bookableSlots, params, registeredPatient } from './support/booking-fixture.js';
 import { NOTICE_JOB } from '../src/notifications/appointment-notices.js';
+import { waitFor } from './support/wait.js';
 
 /** The SMTP server (a local smtp-server) stopped while booking confirmations are due, then started again on its port. */
 let smtp: Awaited<ReturnType<typeof startSmtp>>;
@@ -17,14 +18,7 @@ afterAll(async () => {
   await smtp?.close();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-async function until(what: string, ok: () => Promise<boolean> | boolean, timeoutMs = 40_000) {
-  const end = Date.now() + timeoutMs;
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`gave up waiting for ${what}`);
-    await sleep(100);
-  }
-}
+const until = (what: string, ok: () => Promise<boolean> | boolean) => waitFor(what, ok, 40_000);
 
 describe('SMTP server down', () => {
   it('retries the notices in the job runner and sends each exactly once when SMTP is back', async () => {

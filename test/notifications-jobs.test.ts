@@ -12,6 +12,7 @@ import { tokenRequest } from './support/auth.js';
 import { authorize, pkce } from './support/browser.js';
 import { markNoShows } from '../src/scheduling/mark-no-shows.js';
 import { REMINDER_JOB } from '../src/notifications/reminders.js';
+import { waitFor } from './support/wait.js';
 
 const PASSWORD = 'Blue-Harbor-72!';
 const REDIRECT = 'http://app.example/callback';
@@ -39,13 +40,7 @@ afterAll(async () => {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Reminder e-mails to an address (registration also sends a welcome e-mail). */
 const mailsTo = (address: string) => smtp.inbox.filter((m) => m.to.includes(address) && m.subject.startsWith("Reminder"));
-async function until(what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 20_000) {
-  const end = Date.now() + timeoutMs;
-  while (!(await ok())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
+const until = (what: string, ok: () => boolean | Promise<boolean>, timeoutMs = 20_000) => waitFor(what, ok, timeoutMs);
 
 let n = 0;
 async function patient(): Promise<{ email: string; ref: string }> {

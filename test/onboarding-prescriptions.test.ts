@@ -10,6 +10,7 @@ import { http, startTestServer, type TestServer } from './support/server.js';
 import { userToken } from './support/browser.js';
 import { expectOutcome, historyTotal } from './support/outcomes.js';
 import { startSmtp } from './support/smtp.js';
+import { waitFor } from './support/wait.js';
 
 const EXT = 'http://medivoy.example/fhir/StructureDefinition/';
 const CLASS = 'http://terminology.hl7.org/CodeSystem/coverage-class';
@@ -33,15 +34,7 @@ interface Person {
 }
 
 /** Polls until `fn` gives a value (a bound for a loaded machine, not a timing assertion). */
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 50_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const until = <T>(what: string, fn: () => Promise<T | undefined | false>, ms = 50_000): Promise<T> => waitFor(what, fn, ms);
 
 const mails = (to: string, subject: string) => smtp.inbox.filter((m) => m.to.includes(to) && m.subject === subject);
 

@@ -10,6 +10,7 @@ import { http, startTestServer, type TestServer } from './support/server.js';
 import { userToken } from './support/browser.js';
 import { startSmtp } from './support/smtp.js';
 import { REMINDER_JOB } from '../src/notifications/reminders.js';
+import { waitFor } from './support/wait.js';
 
 const PASSWORD = 'Blue-Harbor-72!';
 const TZ = 'http://hl7.org/fhir/StructureDefinition/timezone';
@@ -22,7 +23,6 @@ const tokens: Record<string, string | undefined> = {};
 
 const params = (p: Record<string, string>) => ({ resourceType: 'Parameters', parameter: Object.entries(p).map(([name, v]) => ({ name, valueString: v })) });
 const op = (path: string, p: Record<string, string>, token?: string) => http('POST', `${srv.base}/${path}`, { body: params(p), ...(token ? { token } : {}) });
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
   smtp = await startSmtp();
@@ -201,15 +201,7 @@ describe('bad input to the scheduling operations', () => {
 
 describe('notices along the lifecycle', () => {
   const inbox = (subject: RegExp) => smtp.inbox.filter((m) => m.to.includes('alice@matrix.example') && subject.test(m.subject));
-  async function until<T>(what: string, get: () => T | undefined | Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-    const end = Date.now() + timeoutMs;
-    for (;;) {
-      const v = await get();
-      if (v) return v;
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-      await sleep(100);
-    }
-  }
+  const until = <T>(what: string, get: () => T | undefined | Promise<T | undefined>, timeoutMs = 20_000): Promise<T> => waitFor(what, get, timeoutMs);
   const pendingReminders = async (appointment: string) =>
     (await srv.running.mongo.db.collection('jobs').find({ name: REMINDER_JOB, 'data.appointment': appointment }).toArray()).map((j) => ({
       at: new Date(j.runAt).toISOString(),

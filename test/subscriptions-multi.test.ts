@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { authHeaders, http, startInstancePair, startTestServer, type InstancePair, type TestServer } from './support/server.js';
+import { waitFor as waitUntil } from './support/wait.js';
 
 interface Hit { url: string; headers: IncomingHttpHeaders }
 
@@ -33,15 +34,7 @@ async function receiver(status = 200) {
   return { hits, url: () => `http://127.0.0.1:${port}`, up, down: () => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }) };
 }
 
-async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> => waitUntil(what, fn, timeoutMs);
 
 const ENV = {
   SUBSCRIPTION_ENDPOINT_ALLOWLIST: '127.0.0.1', SUBSCRIPTION_POLL_MS: '100', SUBSCRIPTION_BACKOFF_BASE_MS: '200', SUBSCRIPTION_BACKOFF_MAX_MS: '1000',

@@ -14,6 +14,7 @@ import { userToken } from './support/browser.js';
 import { searchIndexer } from '../src/server.js';
 import { SearchParameterRegistry } from '../src/fhir/search/parameters.js';
 import { compileCriteria, indexed } from '../src/subscriptions/criteria.js';
+import { waitFor as waitUntil } from './support/wait.js';
 
 interface Hit { method: string; url: string; headers: IncomingHttpHeaders; body: string }
 type Mode = 'ok' | '500' | 'redirect' | 'slow';
@@ -53,15 +54,7 @@ async function startReceiver(port = 0) {
 }
 type Receiver = Awaited<ReturnType<typeof startReceiver>>;
 
-async function waitFor<T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+const waitFor = <T>(what: string, fn: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> => waitUntil(what, fn, timeoutMs);
 
 const LOINC = 'http://loinc.org';
 const obs = (code: string, patient: string, extra: Record<string, unknown> = {}) => ({
