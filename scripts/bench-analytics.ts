@@ -4,17 +4,22 @@
  * Organizations, written straight into `analytics_facts` of a fresh database (what the projection holds for
  * a data set of about that many resources). Then a server process answers `$analytics` over HTTP:
  * cold (a new period each time: a cache miss, every pipeline runs) and warm (the same request again: from
- * the cache), system-wide and for one Organization; and the same pipelines run through the driver alone
- * (src/analytics/pipelines.ts + metrics.ts, no server), whose ratio to the cold HTTP time is the server's
- * overhead (token, access, catch-up, cache, Parameters).
+ * the cache), system-wide and for one Organization. Then the same figure set computed in this process, no
+ * server: through the driver's pipelines (src/analytics/pipelines.ts + metrics.ts) and, with
+ * FERRETDB_POSTGRES_URL, as SQL on FerretDB's PostgreSQL (src/infra/ferretdb-aggregate.ts, what the server
+ * uses unless FERRETDB_SQL_ANALYTICS=false). Printed: cold HTTP / the engine the server uses (the server's
+ * overhead: token, access, catch-up, cache, Parameters) and driver / SQL (what the SQL path gains). Both
+ * in-process runs follow the HTTP requests on the same period, so they find its rows in PostgreSQL's buffers.
  *
- *   MONGODB_URI=… [REDIS_URL=…] npx tsx scripts/bench-analytics.ts [--facts 100000] [--orgs 20] [--days 365] [--runs 20]
+ *   MONGODB_URI=… [FERRETDB_POSTGRES_URL=…] [REDIS_URL=…] npx tsx scripts/bench-analytics.ts [--facts 100000] [--orgs 20] [--days 365] [--runs 20]
  */
 import { MongoClient, type Document } from 'mongodb';
 import { startServerProcess } from './lib/server-process.js';
 import { serviceTokenSource } from './lib/service-token.js';
 import { percentiles } from './lib/stats.js';
-import { BUCKET_MS, withKeys, type Fact } from '../src/analytics/facts.js';
+import { BUCKET_MS, FACT_FIELDS, withKeys, type Fact } from '../src/analytics/facts.js';
+import { FerretPostgresIndexes } from '../src/infra/ferretdb-postgres.js';
+import { createLogger } from '../src/infra/logger.js';
 import { runPipelines } from '../src/analytics/pipelines.js';
 import { assemble } from '../src/analytics/metrics.js';
 import { parsePeriod, previousPeriod } from '../src/analytics/period.js';
@@ -40,6 +45,9 @@ const pick = <T>(xs: T[]) => xs[Math.floor(rnd() * xs.length)]!;
 const line = (s: string) => process.stdout.write(`${s}\n`);
 
 let server: Awaited<ReturnType<typeof startServerProcess>> | undefined;
+const pgUrl = process.env.FERRETDB_POSTGRES_URL;
+const serverSql = !!pgUrl && process.env.FERRETDB_SQL_ANALYTICS !== 'false';
+const pgIndexes = pgUrl ? new FerretPostgresIndexes(pgUrl, dbName, createLogger('silent')) : undefined;
 try {
   server = await startServerProcess({ MONGODB_DB: dbName, LOG_LEVEL: 'warn', JOBS_ENABLED: 'false' });
   // /health answers before start-up is complete; the token endpoint is mounted once /ready says so.
@@ -78,6 +86,13 @@ try {
   }
   if (batch.length) await facts.insertMany(batch.splice(0).map((f) => withKeys(f as Fact) as Document));
   for (let i = 0; i < ORGS * 10; i++) await facts.insertOne({ _id: `PractitionerRole/r${i}` as unknown as Document['_id'], kind: 'role', org: pick(orgIds), practitioner: `pr${i}`, active: rnd() < 0.9, v: 1 });
+  if (pgIndexes) {
+    // The same indexes the server creates at start when FERRETDB_SQL_ANALYTICS is on (there when it is).
+    await pgIndexes.ensureRangeIndexes('analytics_facts', [['km', 'ms'], ['kom', 'ms']]);
+    // What autovacuum does after so many inserts: statistics for the planner (its expression indexes' too).
+    await pgIndexes.analyze('analytics_facts');
+  }
+  const native = pgIndexes?.aggregation('analytics_facts', FACT_FIELDS);
   line(`seeded ${FACTS} facts over ${DAYS} days, ${ORGS} organizations in ${((performance.now() - t) / 1000).toFixed(1)} s (database ${dbName}, ${uri.includes('27017') ? '' : 'FerretDB port '}${new URL(uri).port})`);
 
   const period = (i: number) => {
@@ -100,6 +115,7 @@ try {
     const cold: number[] = [];
     const warm: number[] = [];
     const raw: number[] = [];
+    const sql: number[] = [];
     for (let i = 0; i < RUNS; i++) {
       const p = period(i * 7 + (org ? 3 : 0));
       const c = await timeHttp(path, p);
@@ -110,18 +126,29 @@ try {
       warm.push(w.ms);
       const tz = org ? undefined : 'UTC';
       const pp = parsePeriod(p.start, p.end, tz ?? 'UTC', 366);
+      let viaSql: unknown;
+      if (native) {
+        const t3 = performance.now();
+        viaSql = assemble(await runPipelines(facts, org, pp, previousPeriod(pp), { native }), pp, org);
+        sql.push(performance.now() - t3);
+      }
       const t2 = performance.now();
-      assemble(await runPipelines(facts, org, pp, previousPeriod(pp)), pp, org);
+      const viaDriver = assemble(await runPipelines(facts, org, pp, previousPeriod(pp)), pp, org);
       raw.push(performance.now() - t2);
+      if (native && JSON.stringify(viaSql) !== JSON.stringify(viaDriver)) throw new Error(`SQL and driver figures differ for ${p.start}..${p.end}`);
     }
-    line(`${label}, 30-day periods, ${RUNS} runs:`);
+    const ratio = (a: number[], b: number[]) => `p50 ${(percentiles(a).p50 / percentiles(b).p50).toFixed(2)}x, p95 ${(percentiles(a).p95 / percentiles(b).p95).toFixed(2)}x`;
+    line(`${label}, 30-day periods, ${RUNS} runs (server: ${serverSql ? 'SQL on PostgreSQL' : 'driver pipelines'}):`);
     line(`  cold (cache miss) over HTTP: ${fmt(cold)}`);
     line(`  warm (cache hit) over HTTP:  ${fmt(warm)}`);
+    if (native) line(`  same passes as SQL directly: ${fmt(sql)}`);
     line(`  same pipelines via driver:   ${fmt(raw)}`);
-    line(`  cold HTTP / driver: p50 ${(percentiles(cold).p50 / percentiles(raw).p50).toFixed(2)}x, p95 ${(percentiles(cold).p95 / percentiles(raw).p95).toFixed(2)}x`);
+    line(`  cold HTTP / ${serverSql ? 'SQL' : 'driver'}: ${ratio(cold, serverSql ? sql : raw)}`);
+    if (native) line(`  driver / SQL: ${ratio(raw, sql)}`);
   }
 } finally {
   await server?.stop();
   if (!process.env.BENCH_KEEP_DB) await db.dropDatabase().catch(() => undefined);
   await client.close();
+  await pgIndexes?.close();
 }

@@ -90,7 +90,7 @@ import { bulkRoutes } from './bulk/routes.js';
 // --- bulk: end ---
 // --- analytics (imports) ---
 import { AnalyticsProjection } from './analytics/projection.js';
-import { FACTS } from './analytics/facts.js';
+import { FACT_FIELDS, FACTS } from './analytics/facts.js';
 import { AnalyticsCache } from './analytics/cache.js';
 import { AnalyticsService } from './analytics/analytics-service.js';
 import { AnalyticsReports } from './analytics/reports/report-jobs.js';
@@ -396,10 +396,14 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     await analyticsProjection.init();
     // On FerretDB the partition keys' equalities become GIN index lookups in its PostgreSQL table.
     await pgIndexes?.ensure(FACTS, ['km', 'kom', 'kind']);
+    // FERRETDB_SQL_ANALYTICS: each pass is one SQL statement on the facts' table, its months' keys and time
+    // range answered by a btree on (key, ms); the pipelines through FerretDB otherwise.
+    const analyticsNative = pgIndexes && config.ferretdbSqlAnalytics ? pgIndexes.aggregation(FACTS, FACT_FIELDS) : undefined;
+    if (analyticsNative) await pgIndexes!.ensureRangeIndexes(FACTS, [['km', 'ms'], ['kom', 'ms']]);
     // The first start on a database projects what is already stored (one process does it).
     await analyticsProjection.rebuildOnce((n) => logger.info({ resources: n }, 'analytics projection built from the stored resources'));
     sideWrites.add(analyticsProjection.hook);
-    const analytics = new AnalyticsService({ projection: analyticsProjection, cache: analyticsCache, system: repo, config: config.analytics });
+    const analytics = new AnalyticsService({ projection: analyticsProjection, cache: analyticsCache, system: repo, config: config.analytics, native: analyticsNative });
     // Reports are jobs on the job runner; their Binary/DocumentReference read only for who may see the figures.
     const analyticsReports = new AnalyticsReports({ db: mongo.db, system: repo, analytics: () => analytics, jobs: () => jobs!, logger, baseUrl: () => `${publicBase}${FHIR_MOUNT}` });
     const reportDecorate = auth.decorate;

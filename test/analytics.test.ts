@@ -3,13 +3,15 @@
  * Organization's zone and another, a period across Europe's DST change, the empty period) equals a
  * brute-force recomputation from the seeded resources read back through search; the cache answers the same
  * again and forgets when an Appointment, Invoice or PaymentReconciliation in scope changes; who may ask what
- * (403/404); bad periods (400).
+ * (403/404); bad periods (400). The figure checks run with the SQL path on FerretDB's PostgreSQL and with
+ * the driver's pipelines.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { http, startTestServer, type TestServer } from './support/server.js';
 import { userToken } from './support/browser.js';
 import { bruteForce, seed, transaction, type Seeded } from './support/analytics-seed.js';
 import { toParameters } from '../src/analytics/parameters.js';
+import { analyticsPasses } from '../src/infra/metrics.js';
 
 const PASSWORD = 'Blue-Harbor-72!';
 let srv: TestServer;
@@ -30,52 +32,82 @@ afterAll(async () => {
   await srv?.close();
 });
 
-const analytics = (path: string, query: Record<string, string>, token?: string) =>
-  http('GET', `${srv.base}/${path}$analytics?${new URLSearchParams(query)}`, token ? { token } : {});
+const analytics = (path: string, query: Record<string, string>, token?: string, base = srv.base) =>
+  http('GET', `${base}/${path}$analytics?${new URLSearchParams(query)}`, token ? { token } : {});
 
-async function expectFigures(path: string, org: string | undefined, start: string, end: string, zone: string, timezone?: string) {
-  const res = await analytics(path, { start, end, ...(timezone ? { timezone } : {}) });
-  expect(res.status).toBe(200);
-  expect(res.body.resourceType).toBe('Parameters');
-  const expected = toParameters(await bruteForce(srv.base, org, start, end, zone));
-  expect(res.body).toEqual(expected);
-  return res;
+async function passCounts(): Promise<Record<string, number>> {
+  const m = await analyticsPasses.get();
+  return Object.fromEntries(['sql', 'driver'].map((e) => [e, m.values.find((v) => v.labels.engine === e)?.value ?? 0]));
 }
 
-describe('$analytics figures against a brute-force recomputation', () => {
-  it('system-wide (UTC) over the whole seeded range, with every section non-trivial', async () => {
-    const res = await expectFigures('', undefined, '2027-03-20', '2027-04-05', 'UTC');
-    const overview = res.body.parameter.find((p: any) => p.name === 'overview');
-    const value = (name: string) => overview.part.find((p: any) => p.name === name);
-    expect(value('appointments').valueInteger).toBeGreaterThan(30);
-    expect(value('revenue').valueMoney.value).toBeGreaterThan(100);
-    expect(value('activeOrganizations').valueInteger).toBe(2);
-    expect(value('verifiedPractitioners').valueInteger).toBe(3);
-    const text = JSON.stringify(res.body);
-    for (const needle of ['averageConsultationMinutes', 'byPaymentMethod', 'slotUtilisation', 'ratings', 'Cardiology', 'sepa_debit']) expect(text).toContain(needle);
-  });
+/**
+ * The figure checks run once per engine, each on a server of its own over the seeded database (cache off, so
+ * every answer is computed): SQL on FerretDB's PostgreSQL (FERRETDB_SQL_ANALYTICS=true) and the driver's
+ * pipelines (false). Each check also asserts which engine ran every pass.
+ */
+const ENGINES: { name: string; native: boolean; env: Record<string, string>; skip?: string }[] = [
+  { name: "SQL on FerretDB's PostgreSQL", native: true, env: { FERRETDB_SQL_ANALYTICS: 'true' }, ...(process.env.FERRETDB_POSTGRES_URL ? {} : { skip: 'FERRETDB_POSTGRES_URL is unset (FerretDB on PostgreSQL only)' }) },
+  { name: 'aggregation pipelines through the driver', native: false, env: { FERRETDB_SQL_ANALYTICS: 'false' } },
+];
 
-  it("Organization A in its zone (Europe/Berlin) across the DST change of 28 March 2027", async () => {
-    const res = await expectFigures(`Organization/${data.orgA}/`, data.orgA, '2027-03-26', '2027-03-30', 'Europe/Berlin');
-    const daily = res.body.parameter.find((p: any) => p.name === 'appointments').part.find((p: any) => p.name === 'daily');
-    expect(daily.part.map((p: any) => p.name)).toEqual(['2027-03-26', '2027-03-27', '2027-03-28', '2027-03-29', '2027-03-30']);
-  });
+for (const engine of ENGINES) {
+  const title = `$analytics figures against a brute-force recomputation, ${engine.name}${engine.skip ? ` (skipped: ${engine.skip})` : ''}`;
+  (engine.skip ? describe.skip : describe)(title, () => {
+    let own: TestServer;
+    beforeAll(async () => {
+      own = await startTestServer({ JOBS_ENABLED: 'false', ANALYTICS_CACHE_SECONDS: '0', ...engine.env }, { dbName: srv.running.mongo.db.databaseName, keepDb: true, single: true });
+    }, 60_000);
+    afterAll(async () => {
+      await own?.close();
+    });
 
-  it('Organization B in its own zone, and in an explicit other zone; system-wide in Berlin time', async () => {
-    await expectFigures(`Organization/${data.orgB}/`, data.orgB, '2027-03-20', '2027-04-05', 'America/New_York');
-    await expectFigures(`Organization/${data.orgB}/`, data.orgB, '2027-03-22', '2027-03-31', 'Asia/Kolkata', 'Asia/Kolkata');
-    await expectFigures('', undefined, '2027-03-27', '2027-03-29', 'Europe/Berlin', 'Europe/Berlin');
-  });
+    async function expectFigures(path: string, org: string | undefined, start: string, end: string, zone: string, timezone?: string) {
+      const before = await passCounts();
+      const res = await analytics(path, { start, end, ...(timezone ? { timezone } : {}) }, undefined, own.base);
+      expect(res.status).toBe(200);
+      expect(res.body.resourceType).toBe('Parameters');
+      const after = await passCounts();
+      // 13 passes per figure set, every one run by the engine under test.
+      expect({ sql: after.sql - before.sql, driver: after.driver - before.driver }).toEqual(engine.native ? { sql: 13, driver: 0 } : { sql: 0, driver: 13 });
+      const expected = toParameters(await bruteForce(srv.base, org, start, end, zone));
+      expect(res.body).toEqual(expected);
+      return res;
+    }
 
-  it('the empty period: zero-filled days and hours, zero totals, no averages', async () => {
-    const res = await expectFigures('', undefined, '2031-01-01', '2031-01-07', 'UTC');
-    const appointments = res.body.parameter.find((p: any) => p.name === 'appointments');
-    expect(appointments.part.find((p: any) => p.name === 'total').valueInteger).toBe(0);
-    expect(appointments.part.find((p: any) => p.name === 'daily').part).toHaveLength(7);
-    expect(appointments.part.find((p: any) => p.name === 'peakHours').part).toHaveLength(24);
-    await expectFigures(`Organization/${data.orgA}/`, data.orgA, '2031-01-01', '2031-01-01', 'Europe/Berlin');
+    it('system-wide (UTC) over the whole seeded range, with every section non-trivial', async () => {
+      const res = await expectFigures('', undefined, '2027-03-20', '2027-04-05', 'UTC');
+      const overview = res.body.parameter.find((p: any) => p.name === 'overview');
+      const value = (name: string) => overview.part.find((p: any) => p.name === name);
+      expect(value('appointments').valueInteger).toBeGreaterThan(30);
+      expect(value('revenue').valueMoney.value).toBeGreaterThan(100);
+      expect(value('activeOrganizations').valueInteger).toBe(2);
+      expect(value('verifiedPractitioners').valueInteger).toBe(3);
+      const text = JSON.stringify(res.body);
+      for (const needle of ['averageConsultationMinutes', 'byPaymentMethod', 'slotUtilisation', 'ratings', 'Cardiology', 'sepa_debit']) expect(text).toContain(needle);
+    });
+
+    it("Organization A in its zone (Europe/Berlin) across the DST change of 28 March 2027", async () => {
+      const res = await expectFigures(`Organization/${data.orgA}/`, data.orgA, '2027-03-26', '2027-03-30', 'Europe/Berlin');
+      const daily = res.body.parameter.find((p: any) => p.name === 'appointments').part.find((p: any) => p.name === 'daily');
+      expect(daily.part.map((p: any) => p.name)).toEqual(['2027-03-26', '2027-03-27', '2027-03-28', '2027-03-29', '2027-03-30']);
+    });
+
+    it('Organization B in its own zone, and in an explicit other zone; system-wide in Berlin time', async () => {
+      await expectFigures(`Organization/${data.orgB}/`, data.orgB, '2027-03-20', '2027-04-05', 'America/New_York');
+      await expectFigures(`Organization/${data.orgB}/`, data.orgB, '2027-03-22', '2027-03-31', 'Asia/Kolkata', 'Asia/Kolkata');
+      await expectFigures('', undefined, '2027-03-27', '2027-03-29', 'Europe/Berlin', 'Europe/Berlin');
+    });
+
+    it('the empty period: zero-filled days and hours, zero totals, no averages', async () => {
+      const res = await expectFigures('', undefined, '2031-01-01', '2031-01-07', 'UTC');
+      const appointments = res.body.parameter.find((p: any) => p.name === 'appointments');
+      expect(appointments.part.find((p: any) => p.name === 'total').valueInteger).toBe(0);
+      expect(appointments.part.find((p: any) => p.name === 'daily').part).toHaveLength(7);
+      expect(appointments.part.find((p: any) => p.name === 'peakHours').part).toHaveLength(24);
+      await expectFigures(`Organization/${data.orgA}/`, data.orgA, '2031-01-01', '2031-01-01', 'Europe/Berlin');
+    });
   });
-});
+}
 
 describe('cache', () => {
   it('answers again from the cache, and forgets when an Appointment, Invoice or PaymentReconciliation in scope changes (not one elsewhere)', async () => {

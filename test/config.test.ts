@@ -41,6 +41,7 @@ describe('loadConfig', () => {
       searchMaxIncludes: 1000,
       ferretdbPostgresUrl: undefined,
       ferretdbSqlSearch: true,
+      ferretdbSqlAnalytics: true,
       reindexWorker: true,
       reindexPollMs: 5000,
       reindexBatchSize: 200,

@@ -1,5 +1,6 @@
 import type { FhirRepository } from '../fhir/storage/repository.js';
 import type { AnalyticsCache } from './cache.js';
+import type { NativeAggregation } from './native-aggregation.js';
 import { assemble, type Figures } from './metrics.js';
 import { parsePeriod, previousPeriod } from './period.js';
 import { runPipelines } from './pipelines.js';
@@ -14,7 +15,11 @@ export interface AnalyticsConfig {
 /** The figures of a scope and period: projection caught up, then from the cache or the pipelines. */
 export class AnalyticsService {
   constructor(
-    readonly deps: { projection: AnalyticsProjection; cache: AnalyticsCache; system: FhirRepository; config: AnalyticsConfig },
+    readonly deps: {
+      projection: AnalyticsProjection; cache: AnalyticsCache; system: FhirRepository; config: AnalyticsConfig;
+      /** Runs passes without the driver where it can (FerretDB's PostgreSQL); the driver's pipelines otherwise. */
+      native?: NativeAggregation;
+    },
   ) {}
 
   scope(orgId: string | undefined, timezone: string | undefined): Promise<AnalyticsScope> {
@@ -30,7 +35,7 @@ export class AnalyticsService {
     const p = this.period(scope, start, end);
     await this.deps.projection.catchUp();
     const { value, hit } = await this.deps.cache.getOrCompute(scope.key, [p.start, p.end, p.timezone], async () =>
-      assemble(await runPipelines(this.deps.projection.facts, scope.org, p, previousPeriod(p)), p, scope.org));
+      assemble(await runPipelines(this.deps.projection.facts, scope.org, p, previousPeriod(p), { native: this.deps.native }), p, scope.org));
     return { figures: value, cached: hit };
   }
 }

@@ -4,6 +4,7 @@ import type {
 import { isOperationOutcomeError } from '../fhir/outcomes.js';
 import type { FhirRepository } from '../fhir/storage/repository.js';
 import { parseResource } from '../fhir/storage/types.js';
+import type { FieldKinds } from './native-aggregation.js';
 
 /**
  * The analytics projection: one flat document per appointment, payment, slot, review, practitioner role,
@@ -62,6 +63,17 @@ export interface Fact {
   km?: string;
   kom?: string;
 }
+
+/**
+ * The stored type of every field of a fact (all optional; a field written as `undefined` is stored as null),
+ * for engines that read the facts without the driver (native-aggregation.ts). Keep in step with `Fact`.
+ */
+export const FACT_FIELDS: FieldKinds = {
+  _id: 'string', kind: 'string', v: 'number', org: 'string', orgs: 'string[]', ms: 'number', qb: 'number', status: 'string',
+  patient: 'string', practitioner: 'string', role: 'string', specialty: 'string', consult: 'number', amount: 'number',
+  currency: 'string', method: 'string', appt: 'string', rating: 'number', active: 'boolean', tz: 'string', name: 'string',
+  km: 'string', kom: 'string',
+};
 
 type Reader = <T extends Resource>(ref: string | undefined) => Promise<T | undefined>;
 

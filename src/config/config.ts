@@ -50,6 +50,11 @@ export interface Config {
    * there, reading only the fields a page needs) instead of through FerretDB, which sorts every match in memory.
    */
   ferretdbSqlSearch: boolean;
+  /**
+   * With `ferretdbPostgresUrl`: compute $analytics figures as SQL on FerretDB's PostgreSQL table of the facts
+   * (one statement per pass, ranges on an expression index) instead of aggregation pipelines through FerretDB.
+   */
+  ferretdbSqlAnalytics: boolean;
   /** Run custom-SearchParameter reindex jobs in this process (any number of processes may). */
   reindexWorker: boolean;
   /** How often a process looks for SearchParameters and reindex jobs other processes wrote. */
@@ -263,6 +268,7 @@ export function loadConfig(env: Env = process.env): Config {
     else ferretdbPostgresUrl = env.FERRETDB_POSTGRES_URL;
   }
   const ferretdbSqlSearch = oneOf('FERRETDB_SQL_SEARCH', ['true', 'false'] as const, 'true') === 'true';
+  const ferretdbSqlAnalytics = oneOf('FERRETDB_SQL_ANALYTICS', ['true', 'false'] as const, 'true') === 'true';
 
   const jobsEnabled = oneOf('JOBS_ENABLED', ['true', 'false'] as const, 'true') === 'true';
   const jobsPollMs = int('JOBS_POLL_MS', 5000, 100, 600000);
@@ -380,7 +386,7 @@ export function loadConfig(env: Env = process.env): Config {
   return {
     nodeEnv, host, port, baseUrl, mongodbUri, mongodbDb, mongodbConnectTimeoutMs, mongodbOperationWaitMs, metricsListen, accessCacheMs, resourceCacheMs, redisUrl, logLevel, maxBodySize, corsOrigins,
     searchDefaultCount, searchMaxCount, maxBundleEntries, shutdownTimeoutMs, idempotencyTtlMs,
-    searchCursorTtlMs, searchMaxIncludes, ferretdbPostgresUrl, ferretdbSqlSearch, reindexWorker, reindexPollMs, reindexBatchSize,
+    searchCursorTtlMs, searchMaxIncludes, ferretdbPostgresUrl, ferretdbSqlSearch, ferretdbSqlAnalytics, reindexWorker, reindexPollMs, reindexBatchSize,
     holdMs, bookingHorizonDays, cancellationCutoffMs,
     jobsEnabled, jobsPollMs, jobsLeaseMs, reminderOffsetsMs, noShowGraceMinutes, ratingSearchParameter,
     smtpUrl, mailFrom, authMaxFailures, authMaxFailuresPerIp, authLockoutMs, passwordResetTtlMs, passwordResetUrl,

@@ -1,6 +1,8 @@
 import pg from 'pg';
 import type { Logger } from './logger.js';
 import { FerretSqlQueries } from './ferretdb-sql.js';
+import { FerretSqlAggregation, fieldExpr, numericField } from './ferretdb-aggregate.js';
+import type { FieldKinds } from '../analytics/native-aggregation.js';
 
 /**
  * Index lookups for FerretDB 1.x on PostgreSQL. FerretDB pushes an equality on a top-level field down as
@@ -36,6 +38,11 @@ export class FerretPostgresIndexes {
   /** Searches as SQL on the same tables, through the search pool. */
   searchQueries(onQuery?: (sql: string, params: unknown[]) => void): FerretSqlQueries {
     return new FerretSqlQueries(this.searchPool, this.schema, this.logger, onQuery);
+  }
+
+  /** Aggregation pipelines over `collection` (whose fields have the given kinds) as SQL on its table. */
+  aggregation(collection: string, fields: FieldKinds, onQuery?: (sql: string, params: unknown[]) => void): FerretSqlAggregation {
+    return new FerretSqlAggregation(this.pool, this.schema, collection, fields, this.logger, onQuery);
   }
 
   private async tableOf(collection: string): Promise<string | undefined> {
@@ -125,6 +132,31 @@ export class FerretPostgresIndexes {
       // 0A000: LZ4 not supported by this build; 42703: no attcompression column (PostgreSQL < 14).
       this.logger.debug({ table, err: (err as Error).message }, 'FerretDB: documents stay compressed with pglz');
     }
+  }
+
+  /**
+   * Btree indexes on (an equality field, a number field) in the expressions of infra/ferretdb-aggregate.ts, so
+   * that `field = ANY(…) AND number >= … AND number < …` reads only the index entries in the range (idempotent).
+   */
+  async ensureRangeIndexes(collection: string, pairs: [equality: string, range: string][]): Promise<void> {
+    const table = await this.tableOf(collection);
+    if (!table) throw new Error(`FerretDB has no table for collection ${collection} in schema ${this.schema}`);
+    for (const [eq, range] of pairs) {
+      const name = `${table}_mvy_${eq.replace(/\W/g, '')}_${range.replace(/\W/g, '')}`.slice(0, 63);
+      try {
+        await this.pool.query(`CREATE INDEX IF NOT EXISTS ${ident(name)} ON ${ident(this.schema)}.${ident(table)} (${fieldExpr(eq)}, ${numericField(range)})`);
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (code !== '23505' && code !== '42P07') throw err;
+      }
+    }
+    this.logger.debug({ collection, table, pairs }, 'FerretDB: range indexes ensured');
+  }
+
+  /** Gathers the planner's statistics of the collection's table (what autovacuum does after enough writes). */
+  async analyze(collection: string): Promise<void> {
+    const table = await this.tableOf(collection);
+    if (table) await this.pool.query(`ANALYZE ${ident(this.schema)}.${ident(table)}`);
   }
 
   async close(): Promise<void> {

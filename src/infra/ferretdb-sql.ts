@@ -1,7 +1,8 @@
-import pg from 'pg';
+import type pg from 'pg';
 import type { CurrentDoc } from '../fhir/storage/mongo/documents.js';
 import type { NativeFindOptions, NativeQueries } from '../fhir/search/native-queries.js';
 import type { Logger } from './logger.js';
+import { FerretTables, literal } from './ferretdb-tables.js';
 
 /**
  * The search engine's queries on current documents as SQL on the PostgreSQL under FerretDB 1.x.
@@ -20,16 +21,18 @@ import type { Logger } from './logger.js';
  * uses the driver.
  */
 export class FerretSqlQueries implements NativeQueries {
-  private readonly tables = new Map<string, string | null>();
+  private readonly tables: FerretTables;
 
   constructor(
-    private readonly pool: pg.Pool,
+    pool: pg.Pool,
     /** The MongoDB database name, which FerretDB uses as the PostgreSQL schema. */
-    private readonly schema: string,
-    private readonly logger: Logger,
+    schema: string,
+    logger: Logger,
     /** Called with each statement run (tests and benchmarks count them). */
-    private readonly onQuery?: (sql: string, params: unknown[]) => void,
-  ) {}
+    onQuery?: (sql: string, params: unknown[]) => void,
+  ) {
+    this.tables = new FerretTables(pool, schema, logger, onQuery);
+  }
 
   async find(collection: string, filter: Record<string, unknown>, opts: NativeFindOptions): Promise<CurrentDoc[] | undefined> {
     const q = new Sql();
@@ -78,41 +81,8 @@ export class FerretSqlQueries implements NativeQueries {
     return rows ? Number(rows[0]?.n ?? 0) : rows;
   }
 
-  /** Runs a statement on the collection's table: [] when the collection does not exist yet. */
-  private async run(collection: string, statement: (table: string) => string, params: unknown[]): Promise<Record<string, unknown>[] | undefined> {
-    for (let attempt = 0; attempt < 2; attempt++) {
-      const table = await this.tableOf(collection, attempt > 0);
-      if (!table) return [];
-      const sql = statement(`${ident(this.schema)}.${ident(table)}`);
-      try {
-        this.onQuery?.(sql, params);
-        return (await this.pool.query(sql, params)).rows as Record<string, unknown>[];
-      } catch (err) {
-        // A collection dropped and created again has a new table; look it up once more.
-        if ((err as { code?: string }).code === '42P01' && attempt === 0) continue;
-        throw err;
-      }
-    }
-    return undefined;
-  }
-
-  private async tableOf(collection: string, refresh: boolean): Promise<string | null> {
-    if (!refresh && this.tables.has(collection)) return this.tables.get(collection)!;
-    let table: string | null = null;
-    try {
-      const meta = await this.pool.query<{ table: string }>(
-        `SELECT _jsonb->>'table' AS table FROM ${ident(this.schema)}._ferretdb_database_metadata WHERE _jsonb->>'_id' = $1`,
-        [collection],
-      );
-      table = meta.rows[0]?.table ?? null;
-    } catch (err) {
-      if ((err as { code?: string }).code !== '42P01') throw err; // no schema yet: nothing stored in this database
-    }
-    // Remember only tables that exist: a collection created later must be found then.
-    if (table) this.tables.set(collection, table);
-    else this.tables.delete(collection);
-    this.logger.trace?.({ collection, table }, 'FerretDB SQL: table looked up');
-    return table;
+  private run(collection: string, statement: (table: string) => string, params: unknown[]): Promise<Record<string, unknown>[] | undefined> {
+    return this.tables.run(collection, statement, params);
   }
 }
 
@@ -314,9 +284,3 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
 }
 
-function ident(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-function literal(value: string): string {
-  return `'${value.replace(/'/g, "''")}'`;
-}

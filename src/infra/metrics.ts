@@ -91,3 +91,9 @@ export async function exposition(): Promise<string> {
   await Promise.all([...collectors].map((c) => c().catch(() => undefined)));
   return registry.metrics();
 }
+export const analyticsPasses = new Counter({
+  name: 'medivoy_analytics_passes_total',
+  help: 'Passes of $analytics figure sets by engine: sql (one statement on FerretDB\'s PostgreSQL) or driver (aggregation pipelines, one per month of a time-bound pass)',
+  labelNames: ['engine'] as const,
+  registers: [registry],
+});
