@@ -89,8 +89,8 @@ try {
   if (pgIndexes) {
     // The same indexes the server creates at start when FERRETDB_SQL_ANALYTICS is on (there when it is).
     await pgIndexes.ensureRangeIndexes('analytics_facts', [['km', 'ms'], ['kom', 'ms']]);
-    // What autovacuum does after so many inserts: statistics for the planner (its expression indexes' too).
-    await pgIndexes.analyze('analytics_facts');
+    // No ANALYZE here: the server brings the table's statistics up to date itself when they are stale
+    // (infra/ferretdb-tables.ts), as it must where autovacuum is off; the first cold request pays for it.
   }
   const native = pgIndexes?.aggregation('analytics_facts', FACT_FIELDS);
   line(`seeded ${FACTS} facts over ${DAYS} days, ${ORGS} organizations in ${((performance.now() - t) / 1000).toFixed(1)} s (database ${dbName}, ${uri.includes('27017') ? '' : 'FerretDB port '}${new URL(uri).port})`);

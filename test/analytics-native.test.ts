@@ -15,6 +15,8 @@ import { parsePeriod, previousPeriod } from '../src/analytics/period.js';
 import { FerretPostgresIndexes } from '../src/infra/ferretdb-postgres.js';
 import { translatePipeline, type FerretSqlAggregation } from '../src/infra/ferretdb-aggregate.js';
 import { createLogger } from '../src/infra/logger.js';
+import { FerretTables } from '../src/infra/ferretdb-tables.js';
+import { waitFor } from './support/wait.js';
 
 const pgUrl = process.env.FERRETDB_POSTGRES_URL;
 const p = parsePeriod('2027-03-20', '2027-04-05', 'Europe/Berlin', 366);
@@ -171,6 +173,26 @@ maybe(`analytics passes as SQL against the driver on FerretDB${pgUrl ? '' : ' (s
     const pipeline = [{ $match: { kind: 'appt' } }, { $group: { _id: '$status', n: { $sum: '$consult' } } }];
     expect(await sql.aggregate(pipeline)).toBeUndefined();
     expect(await sql.aggregate([{ $match: { kind: 'appt', consult: { $in: [12, 30] } } }, { $group: { _id: '$status', n: { $sum: '$consult' } } }])).toEqual(expect.any(Array));
+  });
+
+  it('gathers a table\'s planner statistics when more than 50 + 10 % of its rows changed since, not again while fresh', async () => {
+    const probe = client.db(dbName).collection<Document>('stale_probe');
+    const pool = new pg.Pool({ connectionString: pgUrl });
+    try {
+      const tables = new FerretTables(pool, dbName, createLogger('silent'));
+      await probe.insertMany(Array.from({ length: 120 }, (_, i) => ({ _id: `r${i}` }) as Document));
+      // PostgreSQL publishes a backend's row counts shortly after its transaction: poll for them.
+      expect(await waitFor('121 new rows counted', () => tables.analyzeIfStale('stale_probe'), 15_000, 250)).toBe(true);
+      expect(await tables.analyzeIfStale('stale_probe')).toBe(false); // just analyzed
+      await probe.insertMany(Array.from({ length: 40 }, (_, i) => ({ _id: `s${i}` }) as Document));
+      await new Promise((r) => setTimeout(r, 1500));
+      expect(await tables.analyzeIfStale('stale_probe')).toBe(false); // 40 changes of 121 rows: not above 50 + 12
+      await probe.insertMany(Array.from({ length: 40 }, (_, i) => ({ _id: `t${i}` }) as Document));
+      expect(await waitFor('80 changes counted', () => tables.analyzeIfStale('stale_probe'), 15_000, 250)).toBe(true);
+      expect(await tables.analyzeIfStale('no_such_collection')).toBe(false);
+    } finally {
+      await pool.end();
+    }
   });
 
   it('matches the period of a pass on the (key, ms) index', async () => {

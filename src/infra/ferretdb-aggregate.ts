@@ -31,19 +31,39 @@ export class FerretSqlAggregation implements NativeAggregation {
     schema: string,
     private readonly collection: string,
     private readonly fields: FieldKinds,
-    logger: Logger,
+    private readonly logger: Logger,
     onQuery?: (sql: string, params: unknown[]) => void,
   ) {
     this.tables = new FerretTables(pool, schema, logger, onQuery);
   }
 
+  private checked = 0;
+  private checking?: Promise<unknown>;
+
+  /** The table's planner statistics brought up to date when they are stale, at most once a minute. */
+  private async freshStatistics(): Promise<void> {
+    if (!this.checking && Date.now() - this.checked >= STATISTICS_CHECK_MS) {
+      this.checked = Date.now();
+      this.checking = this.tables.analyzeIfStale(this.collection).catch((err) => {
+        this.logger.warn({ err, collection: this.collection }, 'FerretDB SQL: could not analyze the table');
+      }).finally(() => {
+        this.checking = undefined;
+      });
+    }
+    await this.checking;
+  }
+
   async aggregate(pipeline: Document[]): Promise<Document[] | undefined> {
     const plan = translatePipeline(pipeline, this.fields);
     if (!plan) return undefined;
+    await this.freshStatistics();
     const rows = await this.tables.run(this.collection, plan.statement, plan.params);
     return rows && plan.decode(rows);
   }
 }
+
+/** How often the facts table's statistics are checked (the check is one catalog query). */
+const STATISTICS_CHECK_MS = 60_000;
 
 export interface AggregatePlan {
   /** The statement, given the quoted table name. */

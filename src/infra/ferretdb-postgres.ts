@@ -153,12 +153,6 @@ export class FerretPostgresIndexes {
     this.logger.debug({ collection, table, pairs }, 'FerretDB: range indexes ensured');
   }
 
-  /** Gathers the planner's statistics of the collection's table (what autovacuum does after enough writes). */
-  async analyze(collection: string): Promise<void> {
-    const table = await this.tableOf(collection);
-    if (table) await this.pool.query(`ANALYZE ${ident(this.schema)}.${ident(table)}`);
-  }
-
   async close(): Promise<void> {
     await this.pool.end();
     await this.searchPool.end();

@@ -39,6 +39,28 @@ export class FerretTables {
     return undefined;
   }
 
+  /**
+   * Gathers the planner's statistics of the collection's table when autovacuum would have: more rows changed
+   * since the last ANALYZE than 50 + 10 % of the table (autovacuum's default threshold). For a PostgreSQL run
+   * with `autovacuum = off`, as on this project's machines, where the statistics would otherwise never exist
+   * and the planner, guessing, sorted a month of facts on disk instead of hashing them. Answers whether it ran.
+   */
+  async analyzeIfStale(collection: string): Promise<boolean> {
+    const table = await this.tableOf(collection, false);
+    if (!table) return false;
+    const qualified = `${ident(this.schema)}.${ident(table)}`;
+    const stats = await this.pool.query<{ changed: string | null; rows: string | null }>(
+      `SELECT s.n_mod_since_analyze AS changed, c.reltuples AS rows FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid WHERE c.oid = $1::regclass`,
+      [qualified],
+    );
+    const changed = Number(stats.rows[0]?.changed ?? 0);
+    const rows = Math.max(0, Number(stats.rows[0]?.rows ?? 0));
+    if (changed <= 50 + 0.1 * rows) return false;
+    await this.pool.query(`ANALYZE ${qualified}`);
+    this.logger.debug({ collection, table, changed }, 'FerretDB SQL: table analyzed');
+    return true;
+  }
+
   private async tableOf(collection: string, refresh: boolean): Promise<string | null> {
     if (!refresh && this.tables.has(collection)) return this.tables.get(collection)!;
     let table: string | null = null;
