@@ -145,7 +145,9 @@ start() {
       echo "mongodb://127.0.0.1:$port/" | tee "$run_dir/ferretdb.uri"
       return
     fi
-    running_pid >/dev/null || break
+    # Alive is enough here: just after the fork the pid may not have exec'd our binary yet, so its
+    # command line is still the shell's and running_pid would call a starting FerretDB dead.
+    kill -0 "$(cat "$pid_file")" 2>/dev/null || break
     sleep 0.5
   done
   log "FerretDB did not start; last lines of $log_file:"

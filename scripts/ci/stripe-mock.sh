@@ -74,7 +74,8 @@ start() {
       echo "http://127.0.0.1:$port" | tee "$run_dir/stripe-mock.url"
       return
     fi
-    running_pid >/dev/null || break
+    # Alive is enough: just after the fork the pid may still be the shell's, not yet our binary.
+    kill -0 "$(cat "$pid_file")" 2>/dev/null || break
     sleep 0.5
   done
   log "stripe-mock did not start; last lines of $log_file:"
