@@ -55,13 +55,13 @@ export class FerretSqlQueries implements NativeQueries {
     const limit = opts.limit && opts.limit > 0 ? ` LIMIT ${Math.floor(opts.limit)}` : '';
     const select = opts.fields === 'ids' ? `jsonb_build_object('_id', _jsonb->'_id')` : `_jsonb - '$s' - 'st' - 'dh'`;
     // PostgreSQL computes the output of every matching row before sorting; a page of a sorted search shapes
-    // only the rows it returns (the inner statement sorts and cuts, the outer one sorts that page again).
+    // only the rows it returns (the inner statement sorts and cuts, the outer one sorts that page again; there
+    // `_jsonb` is the inner statement's column).
     const paged = order && limit && opts.fields !== 'ids';
-    const outer = (expr: string) => expr.replace(/_jsonb/g, 'p._jsonb');
     const rows = await this.run(
       collection,
       (table) => (paged
-        ? `SELECT (${outer(select)})::text AS d FROM (SELECT _jsonb FROM ${table} WHERE ${where}${order}${limit}) AS p${outer(order)}`
+        ? `SELECT (${select})::text AS d FROM (SELECT _jsonb FROM ${table} WHERE ${where}${order}${limit}) AS p${order}`
         : `SELECT (${select})::text AS d FROM ${table} WHERE ${where}${order}${limit}`),
       q.params,
     );
