@@ -138,12 +138,14 @@ export class AuditStore {
   }
 }
 
+/** What JSON.stringify writes for a NUL or a lone surrogate (a pair is written as the characters themselves). */
+const UNSTORABLE_ESCAPE = /\\u0000|\\ud[89a-f][0-9a-f]{2}/i;
+
 /**
  * The record with every string made storable: a request can carry a NUL byte or a lone surrogate (in a URL,
  * an id, a sign-in name), which PostgreSQL's jsonb (FerretDB) refuses; one such record would otherwise stop
  * the write-behind queue for good and, failing closed, the whole server. Both become U+FFFD.
  */
-const UNSTORABLE_ESCAPE = /\\u0000|\\ud[89a-f][0-9a-f]{2}/i;
 const UNSTORABLE = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 function storable<T>(value: T): T {
   if (typeof value === 'string') return value.replace(UNSTORABLE, '\uFFFD') as T;

@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { Logger } from './logger.js';
 import { FerretSqlQueries } from './ferretdb-sql.js';
+import { FerretTables, ident, literal } from './ferretdb-tables.js';
 import { FerretSqlAggregation, fieldExpr, numericField } from './ferretdb-aggregate.js';
 import type { FieldKinds } from '../analytics/native-aggregation.js';
 
@@ -24,6 +25,7 @@ export class FerretPostgresIndexes {
    * lookup in the 40-row metadata table took 266 ms instead of 0.2 ms.
    */
   private readonly searchPool: pg.Pool;
+  private readonly tables: FerretTables;
 
   constructor(
     url: string,
@@ -33,6 +35,7 @@ export class FerretPostgresIndexes {
   ) {
     this.pool = new pg.Pool({ connectionString: url, max: 10 });
     this.searchPool = new pg.Pool({ connectionString: url, max: 10, options: '-c enable_seqscan=off -c jit=off' });
+    this.tables = new FerretTables(this.pool, schema, logger);
   }
 
   /** Searches as SQL on the same tables, through the search pool. */
@@ -45,12 +48,9 @@ export class FerretPostgresIndexes {
     return new FerretSqlAggregation(this.pool, this.schema, collection, fields, this.logger, onQuery);
   }
 
-  private async tableOf(collection: string): Promise<string | undefined> {
-    const meta = await this.pool.query<{ table: string }>(
-      `SELECT _jsonb->>'table' AS table FROM ${ident(this.schema)}._ferretdb_database_metadata WHERE _jsonb->>'_id' = $1`,
-      [collection],
-    );
-    return meta.rows[0]?.table;
+  /** The table behind a collection, looked up afresh (a collection dropped and created again has a new one). */
+  private tableOf(collection: string): Promise<string | null> {
+    return this.tables.tableOf(collection, true);
   }
 
   /**
@@ -157,11 +157,4 @@ export class FerretPostgresIndexes {
     await this.pool.end();
     await this.searchPool.end();
   }
-}
-
-function ident(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-function literal(value: string): string {
-  return `'${value.replace(/'/g, "''")}'`;
 }

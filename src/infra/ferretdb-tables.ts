@@ -61,7 +61,8 @@ export class FerretTables {
     return true;
   }
 
-  private async tableOf(collection: string, refresh: boolean): Promise<string | null> {
+  /** The table behind `collection` (null when it has none yet); `refresh` looks it up again instead of remembering. */
+  async tableOf(collection: string, refresh: boolean): Promise<string | null> {
     if (!refresh && this.tables.has(collection)) return this.tables.get(collection)!;
     let table: string | null = null;
     try {
