@@ -106,7 +106,17 @@ try {
   console.log(`  median of the per-round ratios (audit / no audit): ${(paired * 100).toFixed(1)}%`);
   const cpu = (mode: keyof typeof servers, k: 'server' | 'db') => median(results[mode].map((x) => x.cpu[k]));
   console.log(`  CPU per read (median): server ${cpu('no audit', 'server').toFixed(3)} → ${cpu('audit', 'server').toFixed(3)} ms, database (FerretDB + PostgreSQL, or mongod) ${cpu('no audit', 'db').toFixed(3)} → ${cpu('audit', 'db').toFixed(3)} ms`);
-  console.log(`  audit records stored: ${records}`);
+  // The aggregated read records (read-aggregator.ts): how many reads and entities each names.
+  const reads = { records: 0, requests: 0, entities: 0 };
+  for await (const d of db.collection<{ json: string }>('fhir_AuditEvent').find({}, { projection: { json: 1 } })) {
+    const e = JSON.parse(d.json) as { subtype?: { code?: string }[]; entity?: { what?: unknown; detail?: { valueString?: string }[] }[] };
+    const ids = e.entity?.find((x) => x.detail)?.detail?.[0]?.valueString;
+    if (e.subtype?.[0]?.code !== 'read' || !ids) continue;
+    reads.records++;
+    reads.requests += ids.split(' ').length;
+    reads.entities += e.entity!.filter((x) => x.what).length;
+  }
+  console.log(`  audit records stored: ${records}; ${reads.records} aggregated read records, ${(reads.requests / reads.records).toFixed(0)} reads and ${(reads.entities / reads.records).toFixed(0)} entities each on average`);
 } finally {
   await servers.audit.stop();
   await servers['no audit'].stop();

@@ -17,7 +17,7 @@ import { authorize, pkce } from './support/browser.js';
 import { expectOutcome } from './support/outcomes.js';
 import { archiveOldAuditEvents } from '../src/audit/retention.js';
 import { auditEvent, type EventSpec } from '../src/audit/events.js';
-import { MAX_READS_PER_RECORD, ReadAggregator } from '../src/audit/read-aggregator.js';
+import { MAX_ENTITIES_PER_RECORD, MAX_REQUESTS_PER_RECORD, ReadAggregator } from '../src/audit/read-aggregator.js';
 import { AuditStore } from '../src/audit/store.js';
 import { ChainHead } from '../src/audit/chain.js';
 import { ResourceIndexer } from '../src/fhir/search/indexer.js';
@@ -246,21 +246,38 @@ describe('reading the trail', () => {
 });
 
 describe('record building (no database)', () => {
-  it('aggregated reads: one record per MAX_READS_PER_RECORD reads of an agent, each read resource listed, the rest at the next flush', () => {
+  it('aggregated reads: a record closes at MAX_ENTITIES_PER_RECORD distinct entities, every read resource listed, the rest at the next flush', () => {
     const specs: EventSpec[] = [];
     const agg = new ReadAggregator((s) => specs.push(s));
     const actor = { clientId: 'c1', ip: '10.0.0.1' };
-    const n = MAX_READS_PER_RECORD + 10;
+    // 7 patients, then one new Observation per read: the 7 patients and 243 Observations make 250 entities.
+    const n = MAX_ENTITIES_PER_RECORD + 10;
     for (let i = 0; i < n; i++) agg.add('read', actor, `r${i}`, [`Observation/o${i}`], [`p${i % 7}`]);
     agg.add('read', { clientId: 'c2' }, 'other', ['Observation/x'], []);
     expect(specs).toHaveLength(1);
     agg.drain();
-    expect(specs.map((s) => s.requestIds?.length)).toEqual([MAX_READS_PER_RECORD, 10, 1]);
-    const first = auditEvent(specs[0]!, { site: '', observer: 'w' });
-    const listed = first.entity!.filter((e) => e.what?.reference?.startsWith('Observation/')).map((e) => e.what!.reference);
-    expect(listed).toEqual(Array.from({ length: MAX_READS_PER_RECORD }, (_, i) => `Observation/o${i}`));
-    expect(first.outcomeDesc).toBeUndefined();
-    expect(first.entity!.filter((e) => e.what?.reference?.startsWith('Patient/'))).toHaveLength(7);
+    const first = MAX_ENTITIES_PER_RECORD - 7;
+    expect(specs.map((s) => s.requestIds?.length)).toEqual([first, n - first, 1]);
+    const record = auditEvent(specs[0]!, { site: '', observer: 'w' });
+    const listed = record.entity!.filter((e) => e.what?.reference?.startsWith('Observation/')).map((e) => e.what!.reference);
+    expect(listed).toEqual(Array.from({ length: first }, (_, i) => `Observation/o${i}`));
+    expect(record.outcomeDesc).toBeUndefined();
+    expect(record.entity!.filter((e) => e.what?.reference?.startsWith('Patient/'))).toHaveLength(7);
+    expect(record.entity!.filter((e) => e.what?.reference)).toHaveLength(MAX_ENTITIES_PER_RECORD);
+  });
+
+  it('aggregated reads: the same patient read again adds its request, not an entity; MAX_REQUESTS_PER_RECORD requests close a record', () => {
+    const specs: EventSpec[] = [];
+    const agg = new ReadAggregator((s) => specs.push(s));
+    const actor = { clientId: 'c1' };
+    for (let i = 0; i < MAX_REQUESTS_PER_RECORD + 5; i++) agg.add('read', actor, `r${i}`, [`Patient/p${i % 3}`], [`p${i % 3}`]);
+    expect(specs).toHaveLength(1);
+    agg.drain();
+    expect(specs.map((s) => s.requestIds?.length)).toEqual([MAX_REQUESTS_PER_RECORD, 5]);
+    const record = auditEvent(specs[0]!, { site: '', observer: 'w' });
+    // Three patients, each named once (a Patient read is named as the patient, not again as a resource).
+    expect(record.entity!.filter((e) => e.what?.reference).map((e) => e.what!.reference).sort()).toEqual(['Patient/p0', 'Patient/p1', 'Patient/p2']);
+    expect(record.entity!.find((e) => e.detail)?.detail?.[0]?.valueString?.split(' ')).toHaveLength(MAX_REQUESTS_PER_RECORD);
   });
 
   it('a search record still lists at most 50 resources and says how many more there were', () => {

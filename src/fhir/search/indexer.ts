@@ -26,6 +26,21 @@ export function patientLinks(type: string): string[] | undefined {
   return links ? [...new Set([...links, 'patient'])] : undefined;
 }
 
+const COMBINED_CODES = new Set(PATIENT_COMBINED);
+const COMBINED_PREFIXES = PATIENT_COMBINED.map((c) => `${c}${SEP}`);
+const refPrefixCache = new Map<string, string[] | undefined>();
+/** `link SEP Patient/` of each of a type's patient links (memoized: asked once per resource indexed). */
+function patientRefPrefixes(type: string): string[] | undefined {
+  if (refPrefixCache.has(type)) return refPrefixCache.get(type);
+  const prefixes = patientLinks(type)?.map((p) => `${p}${SEP}Patient/`);
+  refPrefixCache.set(type, prefixes);
+  return prefixes;
+}
+function startsWithAny(s: string, prefixes: string[]): boolean {
+  for (const p of prefixes) if (s.startsWith(p)) return true;
+  return false;
+}
+
 /** Marks the canonical UCUM copy of a quantity (its unit part ends with SYS + this). */
 export const CANONICAL = '*';
 
@@ -70,6 +85,7 @@ export class ResourceIndexer {
     // Typed once for all parameters: converting the input is most of a FHIRPath evaluation's cost.
     const input: TypedValue[] = [{ type, value: resource }];
     const fast = this.useExtractors ? extractors.get(type) : undefined;
+    let combinable = false;
     for (const p of this.registry.params(type).values()) {
       if (!p.expression) continue;
       let values: TypedValue[];
@@ -79,13 +95,20 @@ export class ResourceIndexer {
       } catch {
         continue; // an expression that cannot apply to this content indexes nothing
       }
-      if (values.length) addValues(ix, p, values);
+      if (values.length) {
+        addValues(ix, p, values);
+        if (COMBINED_CODES.has(p.code)) combinable = true;
+      }
     }
-    const links = patientLinks(type);
-    if (links) {
-      const refs = ix.tk.filter((k) => links.some((p) => k.startsWith(`${p}${SEP}Patient/`)));
-      const tokens = ix.tk.filter((k) => PATIENT_COMBINED.some((c) => k.startsWith(`${c}${SEP}`)) && !k.endsWith(PRESENT));
-      for (const r of refs) for (const t of tokens) ix.tk.push(`${r}${COMBO}${t}`);
+    const refPrefixes = combinable ? patientRefPrefixes(type) : undefined;
+    if (refPrefixes) {
+      // Only a resource with a code, category or status is scanned: an AuditEvent, say, names hundreds of
+      // patients and none of those.
+      const tokens = ix.tk.filter((k) => startsWithAny(k, COMBINED_PREFIXES) && !k.endsWith(PRESENT));
+      if (tokens.length) {
+        const refs = ix.tk.filter((k) => startsWithAny(k, refPrefixes));
+        for (const r of refs) for (const t of tokens) ix.tk.push(`${r}${COMBO}${t}`);
+      }
     }
     ix.tk = [...new Set(ix.tk)];
     ix.st = [...new Set(ix.st)];
@@ -239,14 +262,17 @@ function tokenTexts(t: TypedValue): string[] {
   return [];
 }
 
+const RELATIVE_REFERENCE = /^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/;
+
 /** Keys of a reference value: `Type/id` and the bare id for literal references, the URL for others. */
 export function referenceValues(t: TypedValue): string[] {
   const v = t.value;
   const ref = typeof v === 'string' ? v : v && typeof v === 'object' ? str((v as Obj).reference) : undefined;
   if (!ref) return [];
   const keys: string[] = [];
-  const withoutVersion = ref.replace(/\|[^|]*$/, '');
-  const local = normalizeReference(withoutVersion);
+  const withoutVersion = ref.includes('|') ? ref.replace(/\|[^|]*$/, '') : ref;
+  // Most references are plain `Type/id`: one anchored test instead of the search from the end.
+  const local = RELATIVE_REFERENCE.test(withoutVersion) ? withoutVersion : normalizeReference(withoutVersion);
   if (local) keys.push(local, local.split('/')[1]!);
   if (!local || /^[a-z]+:/.test(withoutVersion)) keys.push(withoutVersion);
   return keys;
