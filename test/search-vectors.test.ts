@@ -118,6 +118,10 @@ const VECTORS: [string, string[]][] = [
   ['Observation?subject:Patient=p3', ['ob4', 'ob6']],
   ['Observation?performer:identifier=http://hl7.org/fhir/sid/us-npi|999', ['ob4']],
   ['Organization?partof=Organization/o1', ['o2']],
+  // a bare id of a parameter with one target type is a reference to that type (no bare-id key is stored)
+  ['Organization?partof=o1', ['o2']],
+  ['Patient?organization=o1', ['p1']],
+  ['Patient?general-practitioner=d1', ['p1']],
   // a patient reference with a code, category or status: one combined key
   ['Observation?patient=p1&code=8867-4', ['ob1', 'ob2']],
   ['Observation?subject=Patient/p1,Patient/p3&code=http://loinc.org|8867-4,http://loinc.org|29463-7&status=final', ['ob1', 'ob2', 'ob4', 'ob6']],

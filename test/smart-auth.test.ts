@@ -141,6 +141,16 @@ describe('standalone launch (authorization code + PKCE)', () => {
     expect((await http('GET', `${srv.base}/Observation?category=vital-signs`, { token })).body.entry ?? []).toEqual([]);
   }, 30_000);
 
+  it('a granular scope with a bare patient id reaches that patient\'s resources (indexed only as Patient/id)', async () => {
+    const aliceId = alice.fhirUser.split('/')[1]!;
+    const token = (await launch('alice@example.org', `launch/patient patient/Observation.rs?patient=${aliceId}`)).body.access_token;
+    const found = (await http('GET', `${srv.base}/Observation`, { token })).body.entry;
+    expect(found.length).toBeGreaterThan(0);
+    expect((await http('GET', `${srv.base}/Observation/${found[0].resource.id}`, { token })).status).toBe(200);
+    const other = (await launch('alice@example.org', 'launch/patient patient/Observation.rs?patient=someone-else')).body.access_token;
+    expect((await http('GET', `${srv.base}/Observation/${found[0].resource.id}`, { token: other })).status).toBe(404);
+  }, 30_000);
+
   it('a practitioner picks a patient they care for, and cannot pick another', async () => {
     const t = await launch('house@example.org', 'openid fhirUser launch/patient patient/*.rs', {}, alice.fhirUser.split('/')[1]);
     expect(t.body.patient).toBe(alice.fhirUser.split('/')[1]);

@@ -254,5 +254,17 @@ export function pinnedPatients(type: string, params: [string, string][], compart
 
 /** Granular-scope criteria checked against a resource's index (token and reference criteria). */
 function matchesByIndex(tk: string[], params: [string, string][]): boolean {
-  return params.every(([name, value]) => value.split(',').some((v) => tk.includes(tokenQueryKey(name, v)) || tk.includes(`${name}${SEP}${v}`)));
+  return params.every(([name, value]) => value.split(',').some((v) => tk.includes(tokenQueryKey(name, v)) || tk.includes(`${name}${SEP}${v}`) || (BARE_ID.test(v) && tk.some((k) => isReferenceTo(k, name, v)))));
+}
+
+const BARE_ID = /^[A-Za-z0-9\-.]{1,64}$/;
+/**
+ * Whether index key `k` of parameter `name` is a reference `Type/id` to `id` of any type: a bare id in a scope's
+ * criteria, which a parameter with one target type indexes only with its type (search/indexer.ts).
+ */
+function isReferenceTo(k: string, name: string, id: string): boolean {
+  if (!k.startsWith(`${name}${SEP}`)) return false;
+  const ref = k.slice(name.length + SEP.length);
+  const slash = ref.indexOf('/');
+  return slash > 0 && ref.slice(slash + 1) === id && /^[A-Z][A-Za-z]+$/.test(ref.slice(0, slash));
 }

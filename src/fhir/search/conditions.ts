@@ -176,7 +176,9 @@ function referenceCondition(def: ParamDef, modifier: string | undefined, values:
     if (/^[a-z][a-z0-9+.-]*:/i.test(v)) return `${code}${SEP}${v}`; // absolute URL elsewhere, or canonical
     const local = normalizeReference(v);
     if (local && local === v) return `${code}${SEP}${local}`;
-    if (/^[A-Za-z0-9\-.]{1,64}$/.test(v)) return `${code}${SEP}${v}`;
+    // A bare id: of the one target type where there is one (R4 3.1.1.4.6), which is how it is indexed
+    // (indexer.ts referenceValues); of any type otherwise.
+    if (/^[A-Za-z0-9\-.]{1,64}$/.test(v)) return def.targets.length === 1 ? `${code}${SEP}${def.targets[0]}/${v}` : `${code}${SEP}${v}`;
     throw errors.badRequest(`'${v}' is not a reference such as Patient/123 (parameter ${code})`);
   });
   return { eq: { field: 'tk', values: keys } };

@@ -144,7 +144,7 @@ function addValues(ix: SearchIndex, p: ParamDef, values: TypedValue[]): void {
         break;
       }
       case 'reference':
-        for (const key of referenceValues(t)) {
+        for (const key of referenceValues(t, p.targets.length === 1 ? p.targets[0] : undefined)) {
           ix.tk.push(`${code}${SEP}${key}`);
         }
         if (t.value && typeof t.value === 'object') {
@@ -264,8 +264,12 @@ function tokenTexts(t: TypedValue): string[] {
 
 const RELATIVE_REFERENCE = /^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/;
 
-/** Keys of a reference value: `Type/id` and the bare id for literal references, the URL for others. */
-export function referenceValues(t: TypedValue): string[] {
+/**
+ * Keys of a reference value: `Type/id` and the bare id for literal references, the URL for others. A
+ * parameter with one target type (`patient`) searches a bare id as a reference to that type (R4 3.1.1.4.6,
+ * see conditions.ts), so a reference to it needs no bare-id key: one key fewer per patient reference.
+ */
+export function referenceValues(t: TypedValue, soleTarget?: string): string[] {
   const v = t.value;
   const ref = typeof v === 'string' ? v : v && typeof v === 'object' ? str((v as Obj).reference) : undefined;
   if (!ref) return [];
@@ -273,7 +277,11 @@ export function referenceValues(t: TypedValue): string[] {
   const withoutVersion = ref.includes('|') ? ref.replace(/\|[^|]*$/, '') : ref;
   // Most references are plain `Type/id`: one anchored test instead of the search from the end.
   const local = RELATIVE_REFERENCE.test(withoutVersion) ? withoutVersion : normalizeReference(withoutVersion);
-  if (local) keys.push(local, local.split('/')[1]!);
+  if (local) {
+    keys.push(local);
+    const slash = local.indexOf('/');
+    if (local.slice(0, slash) !== soleTarget) keys.push(local.slice(slash + 1));
+  }
   if (!local || /^[a-z]+:/.test(withoutVersion)) keys.push(withoutVersion);
   return keys;
 }
