@@ -10,6 +10,8 @@ const tokenSources = new Map<string, () => Promise<string>>();
 
 export interface TestServer {
   running: RunningServer;
+  /** Every instance serving `base`: `running` alone, or both of a pair (TEST_SERVERS=2), e.g. to count job runs. */
+  instances: RunningServer[];
   /** FHIR base URL of the running instance. */
   base: string;
   url: string;
@@ -38,6 +40,7 @@ export async function startTestServer(env: Record<string, string> = {}, opts: { 
   tokenSources.set(new URL(running.url).origin, await systemTokenSource(running));
   return {
     running,
+    instances: [running],
     base,
     url: running.url,
     async close() {
@@ -55,7 +58,7 @@ export async function startTestServer(env: Record<string, string> = {}, opts: { 
 async function startServerPair(env: Record<string, string>, opts: { keepDb?: boolean; dbName?: string }): Promise<TestServer> {
   const pair = await startInstancePair(env, opts);
   tokenSources.set(new URL(pair.url).origin, tokenSources.get(new URL(pair.a.url).origin)!);
-  return { running: pair.a.running, base: `${pair.url}/fhir`, url: pair.url, close: pair.close };
+  return { running: pair.a.running, instances: [pair.a.running, pair.b.running], base: `${pair.url}/fhir`, url: pair.url, close: pair.close };
 }
 
 export interface InstancePair {
