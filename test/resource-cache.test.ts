@@ -1,5 +1,5 @@
 /**
- * read and vread served from the resource cache (Redis, shared by the processes): a read after a successful
+ * read and vread served from the resource cache (Redis, shared by the processes), filled on write and on a miss: a read after a successful
  * write, from any process, never returns an older version, even with concurrent writers and readers filling
  * the cache meanwhile; cached reads still go through the caller's access checks; without Redis the same rule
  * holds inside one process.
@@ -41,6 +41,38 @@ describe('resource cache', () => {
     // A deletion is seen at once too.
     expect((await http('DELETE', `${base(a)}/Patient/cached`)).status).toBe(200);
     expect((await http('GET', `${base(b)}/Patient/cached`)).status).toBe(410);
+  });
+
+  it('fills the cache on write: the version a write or a committed transaction made current is served without a database read', async () => {
+    const col = a.running.mongo.db.collection('fhir_Patient');
+    const tamper = async (id: string, from: string) => {
+      const doc = (await col.findOne({ _id: `Patient/${id}` } as never)) as unknown as { json: string };
+      await col.updateOne({ _id: `Patient/${id}` } as never, { $set: { json: doc.json.replace(from, 'Tampered') } });
+    };
+    const id = `onwrite-${randomBytes(3).toString('hex')}`;
+    expect((await http('PUT', `${base(a)}/Patient/${id}`, { body: patient(id, 0) })).status).toBe(201);
+    await tamper(id, 'Writer0');
+    expect((await http('GET', `${base(b)}/Patient/${id}`)).body.name[0].family).toBe('Writer0'); // never read from the database
+    expect((await http('PUT', `${base(b)}/Patient/${id}`, { body: patient(id, 1) })).status).toBe(200);
+    await tamper(id, 'Writer1');
+    const second = await http('GET', `${base(a)}/Patient/${id}`);
+    expect({ family: second.body.name[0].family, version: second.body.meta.versionId }).toEqual({ family: 'Writer1', version: '2' });
+
+    const tx = await http('POST', base(a), { body: { resourceType: 'Bundle', type: 'transaction', entry: [
+      { resource: patient(`${id}-tx`, 7), request: { method: 'PUT', url: `Patient/${id}-tx` } },
+    ] } });
+    expect(tx.status).toBe(200);
+    await tamper(`${id}-tx`, 'Writer7');
+    expect((await http('GET', `${base(b)}/Patient/${id}-tx`)).body.name[0].family).toBe('Writer7');
+
+    // A transaction that fails is rolled back and leaves nothing in the cache: its create is not found.
+    const failed = await http('POST', base(a), { body: { resourceType: 'Bundle', type: 'transaction', entry: [
+      { resource: patient(`${id}-rb`, 8), request: { method: 'PUT', url: `Patient/${id}-rb` } },
+      { resource: patient(`${id}-tx`, 9), request: { method: 'PUT', url: `Patient/${id}-tx`, ifMatch: 'W/"99"' } },
+    ] } });
+    expect(failed.status).toBe(412);
+    expect((await http('GET', `${base(b)}/Patient/${id}-rb`)).status).toBe(404);
+    expect((await http('GET', `${base(a)}/Patient/${id}-tx`)).body.meta.versionId).toBe('1');
   });
 
   it('a read after a successful write never returns an older version, from either instance, with concurrent writers and readers', async () => {
@@ -145,6 +177,29 @@ describe('the cache protocol', () => {
       await cache.fill('Patient/p', second.ticket, v(1));
       const still = await cache.lookup('Patient/p');
       expect({ name, version: 'hit' in still ? still.hit.versionId : undefined }).toEqual({ name, version: '2' });
+      const served = async () => {
+        const r = await cache.lookup('Patient/p');
+        return 'hit' in r ? r.hit.versionId : undefined;
+      };
+      // Filled on write: the version a write made current is served next.
+      await cache.invalidate(['Patient/p', 'Patient/p/4'], new Map([['Patient/p', v(4)]]));
+      expect({ name, onWrite: await served() }).toEqual({ name, onWrite: '4' });
+      // Two processes' notifications arriving out of order: v3's, late, does not replace v4.
+      await cache.invalidate(['Patient/p'], new Map([['Patient/p', v(3)]]));
+      expect({ name, late: await served() }).toEqual({ name, late: '4' });
+      // Nor does it replace what a reader filled after v5 committed, even once that entry was dropped and refilled.
+      const ticket = (await (async () => { await cache.invalidate(['Patient/p']); return cache.lookup('Patient/p'); })()) as { ticket: string };
+      await cache.fill('Patient/p', ticket.ticket, v(5));
+      await cache.invalidate(['Patient/p'], new Map([['Patient/p', v(5)]]));
+      await cache.invalidate(['Patient/p'], new Map([['Patient/p', v(4)]]));
+      expect({ name, afterFill: await served() }).toEqual({ name, afterFill: '5' });
+      // A reader holding a ticket from before a write cannot fill over it; an invalidation without a version drops the entry.
+      const stale = (await (async () => { await cache.invalidate(['Patient/p']); return cache.lookup('Patient/p'); })()) as { ticket: string };
+      await cache.invalidate(['Patient/p'], new Map([['Patient/p', v(6)]]));
+      await cache.fill('Patient/p', stale.ticket, v(5));
+      expect({ name, filledOver: await served() }).toEqual({ name, filledOver: '6' });
+      await cache.invalidate(['Patient/p']);
+      expect({ name, dropped: await served() }).toEqual({ name, dropped: undefined });
     }
   }
 });

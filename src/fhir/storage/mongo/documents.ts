@@ -1,6 +1,7 @@
 import type { Db, Collection } from 'mongodb';
 import type { SearchIndex } from '../../search/index-entry.js';
 import type { ResourceVersion } from '../types.js';
+import { InsertBatcher } from './insert-batcher.js';
 
 /** Every version ever written, keyed `Type/id/version`: the unique key is what serializes concurrent writers. */
 export interface HistoryDoc {
@@ -41,6 +42,8 @@ const HISTORY_SUFFIX = '_history';
  */
 export class Collections {
   readonly locks: Collection<LockDoc>;
+  /** Inserts outside transactions, grouped across concurrent requests (insert-batcher.ts). */
+  readonly inserts = new InsertBatcher();
   private readonly ensured = new Map<string, Promise<void>>();
 
   constructor(

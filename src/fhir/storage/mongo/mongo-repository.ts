@@ -61,6 +61,7 @@ export class MongoRepository implements FhirRepository {
     if (this.supportsTransactions) {
       const session = this.deps.client.startSession();
       let uow: UnitOfWork | undefined;
+      let committed = false;
       try {
         let result: T | undefined;
         // withTransaction re-runs the callback on transient conflicts, so each attempt gets a fresh unit.
@@ -70,18 +71,22 @@ export class MongoRepository implements FhirRepository {
           result = await fn(new MongoRepository(this.deps, uow));
           await uow.flush();
         });
+        committed = true;
         return result as T;
       } finally {
-        // After the commit (or abort): what the unit wrote is read afresh from now on.
-        await this.deps.cache?.invalidate(uow?.cacheKeys ?? []);
+        // After the commit (or abort): what the unit wrote is read afresh from now on (its versions from the
+        // cache, when it committed).
+        await this.deps.cache?.invalidate(uow?.cacheKeys ?? [], committed ? uow?.current : undefined);
         await uow?.releaseLocks();
         await session.endSession();
       }
     }
     const uow = new UnitOfWork(c, undefined);
+    let committed = false;
     try {
       const result = await fn(new MongoRepository(this.deps, uow));
       await uow.flush();
+      committed = true;
       return result;
     } catch (err) {
       try {
@@ -99,7 +104,7 @@ export class MongoRepository implements FhirRepository {
       throw err;
     } finally {
       // Also after a rollback: a reader may have cached a version that was undone (read uncommitted).
-      await this.deps.cache?.invalidate(uow.cacheKeys);
+      await this.deps.cache?.invalidate(uow.cacheKeys, committed ? uow.current : undefined);
       // A lock that cannot be released (the database is gone) expires after its lease; the outcome stands.
       await uow.releaseLocks().catch(() => undefined);
     }
@@ -411,7 +416,10 @@ export class MongoRepository implements FhirRepository {
       : [];
     // Keys whose cached versions this write replaces: the resource, and the version number it (re)uses.
     const cacheKeys = [doc._id, `${doc._id}/${doc.v}`];
-    if (this.uow) this.uow.cacheKeys.push(...cacheKeys);
+    if (this.uow) {
+      this.uow.cacheKeys.push(...cacheKeys);
+      this.uow.current.set(doc._id, version);
+    }
     if (this.uow && !current) {
       // New resources in a unit of work are written in bulk (see UnitOfWork.flush).
       this.uow.buffer(doc, sides);
@@ -422,7 +430,7 @@ export class MongoRepository implements FhirRepository {
     } else if (sides.length && !this.supportsTransactions) {
       // Side writes first, removed again if the version cannot be written (see side-writes.ts).
       const db = this.deps.collections.database;
-      await insertSideWrites(db, sides, undefined, this.sideWriteVersion(doc));
+      await insertSideWrites(this.deps.collections, sides, undefined, this.sideWriteVersion(doc));
       try {
         await writeVersion(this.deps.collections, doc);
       } catch (err) {
@@ -435,11 +443,11 @@ export class MongoRepository implements FhirRepository {
       }
     } else {
       await maybeInTransaction(this.deps.client, this.supportsTransactions, async (session?: ClientSession) => {
-        await insertSideWrites(this.deps.collections.database, sides, session, this.sideWriteVersion(doc));
+        await insertSideWrites(this.deps.collections, sides, session, this.sideWriteVersion(doc));
         await writeVersion(this.deps.collections, doc, session);
       });
     }
-    if (!this.uow) await this.deps.cache?.invalidate(cacheKeys); // a unit of work invalidates when it ends
+    if (!this.uow) await this.deps.cache?.invalidate(cacheKeys, new Map([[doc._id, version]])); // a unit of work: when it ends
     if (type === 'SearchParameter') await this.deps.onSearchParameterChange?.(version);
     return version;
   }

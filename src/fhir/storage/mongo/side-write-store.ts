@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { ClientSession, Db } from 'mongodb';
+import type { Collections } from './documents.js';
 import type { SideWrite } from '../side-writes.js';
 import { VersionConflict, isDuplicateKey } from './version-writer.js';
 
@@ -14,7 +15,8 @@ export interface SideWriteVersion {
 }
 
 /**
- * Inserts side writes, one bulk insert per collection (in the session's transaction when there is one).
+ * Inserts side writes, one bulk insert per collection (in the session's transaction when there is one; without,
+ * grouped with other requests' inserts: insert-batcher.ts).
  * Each document is stamped with this attempt's token (`_w`) and time (`_wt`), so that undoing an attempt removes
  * only its own documents, never those of a concurrent writer that used the same `_id` (side writes are often
  * keyed by version, `Type/id/v`, and two writers racing for one version compute the same keys).
@@ -25,7 +27,8 @@ export interface SideWriteVersion {
  * A leftover older than LEFTOVER_MS is removed here; a younger one makes the conflict `settling`, and the
  * retry loop waits a little (this process retries a removal that failed in the background: PendingRollbacks).
  */
-export async function insertSideWrites(db: Db, sides: SideWrite[], session?: ClientSession, version?: SideWriteVersion): Promise<void> {
+export async function insertSideWrites(c: Collections, sides: SideWrite[], session?: ClientSession, version?: SideWriteVersion): Promise<void> {
+  const db = c.database;
   const token = randomUUID();
   const at = new Date();
   for (const s of sides) {
@@ -33,7 +36,10 @@ export async function insertSideWrites(db: Db, sides: SideWrite[], session?: Cli
     s.doc._wt ??= at;
   }
   try {
-    for (const [collection, docs] of byCollection(sides)) await db.collection<SideWrite['doc']>(collection).insertMany(docs, { session, ordered: true });
+    for (const [collection, docs] of byCollection(sides)) {
+      if (session) await db.collection<SideWrite['doc']>(collection).insertMany(docs, { session, ordered: true });
+      else await c.inserts.insert(db.collection<SideWrite['doc']>(collection), docs);
+    }
   } catch (err) {
     if (!version || !isDuplicateKey(err)) throw err;
     if (session) throw new VersionConflict(version.key, version.v);

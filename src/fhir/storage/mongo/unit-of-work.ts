@@ -4,6 +4,7 @@ import { acquireCriteriaLock, releaseCriteriaLock } from './criteria-lock.js';
 import { undoVersion, writeNewVersions } from './version-writer.js';
 import { insertSideWrites, removeSideWrites, type SideWriteVersion } from './side-write-store.js';
 import type { SideWrite } from '../side-writes.js';
+import type { ResourceVersion } from '../types.js';
 
 /**
  * The state of one multi-resource write (a transaction Bundle). On an engine with transactions every
@@ -16,6 +17,8 @@ export class UnitOfWork {
   private readonly locks = new Map<string, string>();
   /** Cache keys of everything written (invalidated when the unit ends, committed or rolled back). */
   readonly cacheKeys: string[] = [];
+  /** The versions this unit made current, by cache key: stored in the cache once it has committed. */
+  readonly current = new Map<string, ResourceVersion>();
   /** Creates not yet written: flushed in bulk before anything reads or the unit ends. */
   private buffered: CurrentDoc[] = [];
   /** Side writes of the buffered creates, inserted just before them. */
@@ -41,7 +44,7 @@ export class UnitOfWork {
   async writeSides(sides: SideWrite[], version?: SideWriteVersion): Promise<void> {
     if (!sides.length) return;
     if (!this.session) this.sides.push(...sides); // recorded first, so a partial insert is undone too
-    await insertSideWrites(this.c.database, sides, this.session, version);
+    await insertSideWrites(this.c, sides, this.session, version);
   }
 
   async flush(): Promise<void> {

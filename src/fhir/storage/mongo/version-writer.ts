@@ -30,7 +30,8 @@ export class VersionConflict extends Error {
 export async function writeVersion(c: Collections, doc: CurrentDoc, session?: ClientSession): Promise<void> {
   const hist: HistoryDoc = { _id: `${doc._id}/${doc.v}`, t: doc.t, id: doc.id, v: doc.v, lu: doc.lu, del: doc.del, json: doc.json, m: doc.m };
   try {
-    await c.history(doc.t).insertOne(hist, { session });
+    if (session) await c.history(doc.t).insertOne(hist, { session });
+    else await c.inserts.insert(c.history(doc.t), [hist]);
   } catch (err) {
     if (isDuplicateKey(err)) throw new VersionConflict(doc._id, doc.v);
     throw err;
@@ -59,7 +60,8 @@ export async function writeNewVersions(c: Collections, docs: CurrentDoc[], sessi
 async function replaceIfNewer(c: Collections, doc: CurrentDoc, session?: ClientSession): Promise<void> {
   try {
     // A first version is a plain insert: no filter to evaluate (FerretDB would scan the table for one).
-    if (doc.v === 1) await c.current(doc.t).insertOne(doc, { session });
+    if (doc.v === 1 && session) await c.current(doc.t).insertOne(doc, { session });
+    else if (doc.v === 1) await c.inserts.insert(c.current(doc.t), [doc]);
     else await c.current(doc.t).replaceOne({ _id: doc._id, v: { $lt: doc.v } }, doc, { upsert: true, session });
   } catch (err) {
     // The upsert collides only when the current document is already at this version or later
