@@ -275,7 +275,8 @@ describe('request ids and internal errors', () => {
       // A real outage of the document store, not a mock: the server's own client is closed under it.
       await broken.running.mongo.client.close();
       for (const res of [
-        await http('GET', `${broken.base}/Patient/${id}`, { headers: { 'x-request-id': 'outage-1' } }),
+        // (A vread: a read of the patient just created is served from the resource cache, filled on write.)
+        await http('GET', `${broken.base}/Patient/${id}/_history/1`, { headers: { 'x-request-id': 'outage-1' } }),
         await http('POST', `${broken.base}/Patient`, { body: patient(), headers: { 'x-request-id': 'outage-2' } }),
       ]) {
         expectOutcome(res, 500);
