@@ -59,6 +59,10 @@ const DATA: Record<string, unknown>[] = [
   { resourceType: 'RiskAssessment', id: 'ra2', status: 'final', subject: { reference: 'Patient/p2' }, prediction: [{ probabilityDecimal: 0.8 }] },
   { resourceType: 'ValueSet', id: 'vs1', status: 'active', url: 'http://example.org/fhir/ValueSet/colors' },
   { resourceType: 'ValueSet', id: 'vs2', status: 'active', url: 'http://example.org/fhir/ValueSet/colors/warm' },
+  // Flag.subject may refer to nine types: a bare id finds a reference to any of them.
+  { resourceType: 'Flag', id: 'f1', status: 'active', code: { text: 'fall risk' }, subject: { reference: 'Location/l1' } },
+  { resourceType: 'Flag', id: 'f2', status: 'active', code: { text: 'isolation' }, subject: { reference: 'Group/l1' } },
+  { resourceType: 'Flag', id: 'f3', status: 'active', code: { text: 'other' }, subject: { reference: 'Patient/p1' } },
   { resourceType: 'Appointment', id: 'a1', status: 'booked', start: '2024-03-05T09:00:00Z', end: '2024-03-05T09:30:00Z', participant: [{ actor: { reference: 'Patient/p1' }, status: 'accepted' }, { actor: { reference: 'Practitioner/d1' }, status: 'accepted' }] },
 ];
 
@@ -122,6 +126,11 @@ const VECTORS: [string, string[]][] = [
   ['Organization?partof=o1', ['o2']],
   ['Patient?organization=o1', ['p1']],
   ['Patient?general-practitioner=d1', ['p1']],
+  // a bare id of a parameter with several target types is a reference to any of them (still no bare-id key)
+  ['Flag?subject=l1', ['f1', 'f2']],
+  ['Flag?subject:Group=l1', ['f2']],
+  ['Flag?subject=p1,Location/l1', ['f1', 'f3']],
+  ['Observation?subject=p3', ['ob4', 'ob6']],
   // a patient reference with a code, category or status: one combined key
   ['Observation?patient=p1&code=8867-4', ['ob1', 'ob2']],
   ['Observation?subject=Patient/p1,Patient/p3&code=http://loinc.org|8867-4,http://loinc.org|29463-7&status=final', ['ob1', 'ob2', 'ob4', 'ob6']],
@@ -211,6 +220,12 @@ describe('search vectors', () => {
     const res = await get(query);
     expect({ status: res.status, ids: matchIds(res.body) }).toEqual({ status: 200, ids: expected });
     expect(res.body.total).toBe(expected.length);
+  });
+
+  it('stores a reference as Type/id only: no bare-id key beside it', async () => {
+    const doc = (await srv.running.mongo.db.collection('fhir_Flag').findOne({ _id: 'Flag/f1' } as never)) as unknown as { tk: string[] };
+    const subject = doc.tk.filter((k) => k.startsWith('subject\u0001') && k !== 'subject\u0001\u0004'); // (\u0004: the :missing marker)
+    expect(subject).toEqual(['subject\u0001Location/l1']);
   });
 
   it('takes an absolute reference to this server as a local one', async () => {

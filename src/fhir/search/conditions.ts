@@ -163,7 +163,7 @@ function referenceCondition(def: ParamDef, modifier: string | undefined, values:
   if (modifier === 'identifier') return { eq: { field: 'tk', values: values.map((v) => tokenQueryKey(`${code}:identifier`, v)) } };
   const typeModifier = modifier && /^[A-Z][A-Za-z]+$/.test(modifier) ? modifier : undefined;
   if (modifier && !typeModifier) throw new UnsupportedCriterion(`Modifier :${modifier} is not supported on reference parameter ${code}`);
-  const keys = values.map((raw) => {
+  const keys = values.flatMap((raw) => {
     let v = unescape(raw);
     if (ctx.baseUrl && v.startsWith(`${ctx.baseUrl}/`)) v = v.slice(ctx.baseUrl.length + 1);
     v = v.replace(/\/_history\/[^/]+$/, '');
@@ -176,9 +176,9 @@ function referenceCondition(def: ParamDef, modifier: string | undefined, values:
     if (/^[a-z][a-z0-9+.-]*:/i.test(v)) return `${code}${SEP}${v}`; // absolute URL elsewhere, or canonical
     const local = normalizeReference(v);
     if (local && local === v) return `${code}${SEP}${local}`;
-    // A bare id: of the one target type where there is one (R4 3.1.1.4.6), which is how it is indexed
-    // (indexer.ts referenceValues); of any type otherwise.
-    if (/^[A-Za-z0-9\-.]{1,64}$/.test(v)) return def.targets.length === 1 ? `${code}${SEP}${def.targets[0]}/${v}` : `${code}${SEP}${v}`;
+    // A bare id: a reference to any of the parameter's target types (R4 3.1.1.4.6), which is how references
+    // are indexed (indexer.ts referenceValues); by the bare id itself for a parameter that names no targets.
+    if (/^[A-Za-z0-9\-.]{1,64}$/.test(v)) return def.targets.length ? def.targets.map((t) => `${code}${SEP}${t}/${v}`) : [`${code}${SEP}${v}`];
     throw errors.badRequest(`'${v}' is not a reference such as Patient/123 (parameter ${code})`);
   });
   return { eq: { field: 'tk', values: keys } };

@@ -144,7 +144,7 @@ function addValues(ix: SearchIndex, p: ParamDef, values: TypedValue[]): void {
         break;
       }
       case 'reference':
-        for (const key of referenceValues(t, p.targets.length === 1 ? p.targets[0] : undefined)) {
+        for (const key of referenceValues(t, p.targets.length > 0)) {
           ix.tk.push(`${code}${SEP}${key}`);
         }
         if (t.value && typeof t.value === 'object') {
@@ -265,11 +265,12 @@ function tokenTexts(t: TypedValue): string[] {
 const RELATIVE_REFERENCE = /^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64}$/;
 
 /**
- * Keys of a reference value: `Type/id` and the bare id for literal references, the URL for others. A
- * parameter with one target type (`patient`) searches a bare id as a reference to that type (R4 3.1.1.4.6,
- * see conditions.ts), so a reference to it needs no bare-id key: one key fewer per patient reference.
+ * Keys of a reference value: `Type/id` for literal references, the URL for others. A parameter with target
+ * types searches a bare id as a reference to any of them (R4 3.1.1.4.6, see conditions.ts), so a reference
+ * needs no bare-id key: one key fewer per reference (a subject, an AuditEvent's entities). Only a parameter
+ * that names no targets (a custom SearchParameter without `target`) keeps the bare id, to be searched by it.
  */
-export function referenceValues(t: TypedValue, soleTarget?: string): string[] {
+export function referenceValues(t: TypedValue, hasTargets: boolean): string[] {
   const v = t.value;
   const ref = typeof v === 'string' ? v : v && typeof v === 'object' ? str((v as Obj).reference) : undefined;
   if (!ref) return [];
@@ -279,8 +280,7 @@ export function referenceValues(t: TypedValue, soleTarget?: string): string[] {
   const local = RELATIVE_REFERENCE.test(withoutVersion) ? withoutVersion : normalizeReference(withoutVersion);
   if (local) {
     keys.push(local);
-    const slash = local.indexOf('/');
-    if (local.slice(0, slash) !== soleTarget) keys.push(local.slice(slash + 1));
+    if (!hasTargets) keys.push(local.slice(local.indexOf('/') + 1));
   }
   if (!local || /^[a-z]+:/.test(withoutVersion)) keys.push(withoutVersion);
   return keys;
