@@ -232,6 +232,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
     const registry = new SearchParameterRegistry();
     const indexer = new ResourceIndexer(registry).index;
     const cursors = await CursorCodec.forDatabase(mongo.db);
+    // Search, read and vread as SQL on FerretDB's PostgreSQL (FERRETDB_SQL_SEARCH; infra/ferretdb-sql.ts).
+    const sqlQueries = pgIndexes && config.ferretdbSqlSearch ? pgIndexes.searchQueries() : undefined;
     const engine = new SearchEngine(cols, registry, cursors, {
       defaultCount: config.searchDefaultCount,
       maxCount: config.searchMaxCount,
@@ -241,7 +243,7 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       cursorTtlMs: config.searchCursorTtlMs,
       // On FerretDB an OR of equalities is one query per value, unless the search runs as SQL.
       splitOr: mongo.isFerretDB && !(pgIndexes && config.ferretdbSqlSearch),
-      native: pgIndexes && config.ferretdbSqlSearch ? pgIndexes.searchQueries() : undefined,
+      native: sqlQueries,
       defaultTotal: mongo.isFerretDB ? 'none' : 'accurate',
     });
     let repoRef: FhirRepository | undefined;
@@ -264,6 +266,8 @@ export async function startServer(config: Config, logger: Logger): Promise<Runni
       pendingRollbacks,
       sideWrites,
       cache: resourceCache,
+      // read and vread by id as SQL on FerretDB's PostgreSQL, with the search (FERRETDB_SQL_SEARCH)
+      byId: sqlQueries ? (collection, id) => sqlQueries.byId(collection, id) : undefined,
       client: mongo.client,
       collections: cols,
       supportsTransactions: mongo.supportsTransactions,

@@ -117,6 +117,28 @@ maybe('searches as SQL on FerretDB', () => {
     expect(await sql.find(collection, { tk: { $elemMatch: { $regex: 'x' } } }, { fields: 'page' })).toBeUndefined();
   });
 
+  test('a document by _id: the version fields only, as the driver stores them, through the unique _id index', async () => {
+    const tombstone = { _id: 'Observation/gone', t: 'Observation', id: 'gone', v: 4, lu: new Date('2024-05-01T10:00:00.123Z'), del: true, json: null, m: 'DELETE' };
+    await client.db(dbName).collection<Record<string, unknown>>(collection).insertOne(tombstone);
+    const live = docs[4]!;
+    expect(await sql.byId(collection, 'Observation/004')).toEqual({ t: live.t, id: live.id, v: live.v, lu: live.lu, del: live.del, json: live.json, m: live.m });
+    const { _id, ...gone } = tombstone;
+    expect(await sql.byId(collection, 'Observation/gone')).toEqual(gone);
+    expect(await sql.byId(collection, 'Observation/none')).toBeNull();
+    expect(await sql.byId(collection, "Observation/x' OR '1'='1")).toBeNull(); // a parameter, never SQL text
+    expect(await sql.byId('fhir_Nothing', 'Nothing/1')).toBeNull();
+    const pg = (await import('pg')).default;
+    const pool = new pg.Pool({ connectionString: pgUrl, max: 1 });
+    try {
+      await sql.byId(collection, 'Observation/004');
+      await pool.query('SET enable_seqscan = off');
+      const plan = (await pool.query(`EXPLAIN ${statements.at(-1)}`, lastParams)).rows.map((r) => r['QUERY PLAN']).join('\n');
+      expect(plan).toMatch(/Index Scan using \S+__id_/);
+    } finally {
+      await pool.end();
+    }
+  });
+
   test('a collection that does not exist yet has no documents', async () => {
     expect(await sql.find('fhir_Nothing', { del: false }, { fields: 'page' })).toEqual([]);
   });

@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import type { CurrentDoc } from '../fhir/storage/mongo/documents.js';
-import type { NativeFindOptions, NativeQueries } from '../fhir/search/native-queries.js';
+import type { NativeFindOptions, NativeQueries, VersionFields } from '../fhir/search/native-queries.js';
 import type { Logger } from './logger.js';
 import { FerretTables, literal } from './ferretdb-tables.js';
 
@@ -79,6 +79,19 @@ export class FerretSqlQueries implements NativeQueries {
     if (where === undefined) return undefined;
     const rows = await this.run(collection, (table) => `SELECT count(*)::int AS n FROM ${table} WHERE ${where}`, q.params);
     return rows ? Number(rows[0]?.n ?? 0) : rows;
+  }
+
+  async byId(collection: string, id: string): Promise<VersionFields | null> {
+    // The equality FerretDB's unique `_id` index is on; only the fields a read returns leave PostgreSQL.
+    const rows = await this.run(
+      collection,
+      (table) => `SELECT _jsonb->>'t' AS t, _jsonb->>'id' AS id, _jsonb->'v' AS v, _jsonb->'lu' AS lu, _jsonb->'del' AS del, _jsonb->>'json' AS json, _jsonb->>'m' AS m FROM ${table} WHERE (_jsonb->'_id') = $1::jsonb`,
+      [JSON.stringify(id)],
+    );
+    const r = rows?.[0];
+    if (!r) return null;
+    if (typeof r.v !== 'number' || typeof r.lu !== 'number' || typeof r.del !== 'boolean') throw new Error(`FerretDB SQL: unexpected stored version ${collection} ${id}`);
+    return { t: r.t as string, id: r.id as string, v: r.v, lu: new Date(r.lu), del: r.del, m: r.m as VersionFields['m'], json: (r.json as string | null) ?? null };
   }
 
   private run(collection: string, statement: (table: string) => string, params: unknown[]): Promise<Record<string, unknown>[] | undefined> {

@@ -11,7 +11,15 @@ export interface NativeQueries {
   find(collection: string, filter: Record<string, unknown>, opts: NativeFindOptions): Promise<CurrentDoc[] | undefined>;
   /** Number of documents matching `filter`. */
   count(collection: string, filter: Record<string, unknown>): Promise<number | undefined>;
+  /**
+   * The version fields of the document with this `_id` (no search arrays), null when there is none: read and
+   * vread, whose document FerretDB would decode whole, search arrays included, to hand back a few fields.
+   */
+  byId(collection: string, id: string): Promise<VersionFields | null>;
 }
+
+/** What a read needs of a current or history document. */
+export type VersionFields = Pick<CurrentDoc, 't' | 'id' | 'v' | 'lu' | 'del' | 'json' | 'm'>;
 
 export interface NativeFindOptions {
   sort?: Record<string, 1 | -1>;

@@ -136,7 +136,7 @@ async function ensureTypeIndexes(c: Collections, type: string, multikey: boolean
   ]);
 }
 
-export function toVersion(d: CurrentDoc | HistoryDoc): ResourceVersion {
+export function toVersion(d: Pick<CurrentDoc, 't' | 'id' | 'v' | 'lu' | 'del' | 'json' | 'm'>): ResourceVersion {
   return {
     resourceType: d.t,
     id: d.id,

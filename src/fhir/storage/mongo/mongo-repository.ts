@@ -15,6 +15,7 @@ import { UnitOfWork } from './unit-of-work.js';
 import type { CursorCodec } from './cursor.js';
 import type { SideWriteHooks } from '../side-writes.js';
 import type { ResourceCache } from '../resource-cache.js';
+import type { NativeQueries, VersionFields } from '../../search/native-queries.js';
 import { insertSideWrites, removeSideWrites, type SideWriteVersion } from './side-write-store.js';
 import type { PendingRollbacks } from './pending-rollbacks.js';
 
@@ -36,6 +37,8 @@ export interface MongoRepositoryDeps {
   sideWrites?: SideWriteHooks;
   /** Current versions for read and vread, invalidated after every committed write (see resource-cache.ts). */
   cache?: ResourceCache;
+  /** Documents by `_id` straight from the engine's own storage (FerretDB's PostgreSQL), for read and vread. */
+  byId?: NativeQueries['byId'];
   /** Where a rollback interrupted by a database outage is retried until done (engines without transactions). */
   pendingRollbacks?: PendingRollbacks;
 }
@@ -151,7 +154,8 @@ export class MongoRepository implements FhirRepository {
     if (!FHIR_ID.test(id)) throw errors.notFound(`${resourceType}/${id} is not a valid resource id`);
     await this.uow?.flush();
     const key = `${resourceType}/${id}`;
-    const version = await this.throughCache(key, () => this.deps.collections.current(resourceType).findOne({ _id: key }, { projection: WITHOUT_INDEX, ...this.s }));
+    const version = await this.throughCache(key, () => this.byId(this.deps.collections.currentName(resourceType), key)
+      ?? this.deps.collections.current(resourceType).findOne({ _id: key }, { projection: WITHOUT_INDEX, ...this.s }));
     if (!version) throw errors.notFound(`${resourceType}/${id} not found`);
     if (version.deleted) throw errors.gone(`${resourceType}/${id} was deleted`);
     return version;
@@ -163,17 +167,23 @@ export class MongoRepository implements FhirRepository {
     if (!FHIR_ID.test(id) || !Number.isInteger(v) || v < 1) throw errors.notFound(`${resourceType}/${id}/_history/${versionId} not found`);
     await this.uow?.flush();
     const key = `${resourceType}/${id}/${v}`;
-    const version = await this.throughCache(key, () => this.deps.collections.history(resourceType).findOne({ _id: key }, this.s));
+    const version = await this.throughCache(key, () => this.byId(this.deps.collections.historyName(resourceType), key)
+      ?? this.deps.collections.history(resourceType).findOne({ _id: key }, this.s));
     if (!version) throw errors.notFound(`${resourceType}/${id}/_history/${versionId} not found`);
     if (version.deleted) throw errors.gone(`${resourceType}/${id} version ${versionId} is a deletion`);
     return version;
+  }
+
+  /** The engine's own read by `_id` where there is one, outside units of work (undefined: use the driver). */
+  private byId(collection: string, key: string): Promise<VersionFields | null> | undefined {
+    return this.deps.byId && !this.uow ? this.deps.byId(collection, key) : undefined;
   }
 
   /**
    * A version by its cache key: from the resource cache outside units of work, else from `load`, filling the
    * cache with the ticket taken before the database read (see resource-cache.ts). Undefined when there is none.
    */
-  private async throughCache(key: string, load: () => Promise<CurrentDoc | HistoryDoc | null>): Promise<ResourceVersion | undefined> {
+  private async throughCache(key: string, load: () => Promise<CurrentDoc | HistoryDoc | VersionFields | null>): Promise<ResourceVersion | undefined> {
     const cached = this.deps.cache && !this.uow ? await this.deps.cache.lookup(key) : undefined;
     if (cached && 'hit' in cached) return cached.hit;
     const doc = await load();
