@@ -60,8 +60,11 @@ describe('/metrics', () => {
     expect(delta({ interaction: 'read', resource_type: 'Patient', status: '404' })).toBe(1);
     expect(delta({ interaction: 'search-type', resource_type: 'Patient', status: '200' })).toBe(1);
     expect(sample(after, 'medivoy_http_request_duration_seconds_count', { interaction: 'read', resource_type: 'Patient' })).toBeGreaterThanOrEqual(4);
-    // Database round trips and their latency.
-    expect(sample(after, 'medivoy_db_commands_total', { command: 'find', outcome: 'ok' })).toBeGreaterThan(sample(before, 'medivoy_db_commands_total', { command: 'find', outcome: 'ok' }));
+    // Database round trips and their latency: the driver's commands, and on FerretDB with its PostgreSQL at
+    // hand the SQL statements of searches and uncached reads (the 404 and the search above).
+    const dbRoundTrips = (m: string) => ['find', 'sql'].reduce((n, command) => n + sample(m, 'medivoy_db_commands_total', { command, outcome: 'ok' }), 0);
+    expect(dbRoundTrips(after)).toBeGreaterThan(dbRoundTrips(before));
+    if (process.env.FERRETDB_POSTGRES_URL) expect(sample(after, 'medivoy_db_command_duration_seconds_count', { command: 'sql' })).toBeGreaterThan(0);
     expect(sample(after, 'medivoy_db_command_duration_seconds_count', { command: 'insert' })).toBeGreaterThan(0);
   });
 

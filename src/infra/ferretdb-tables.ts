@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Logger } from './logger.js';
+import { dbCommands, dbDuration } from './metrics.js';
 
 /**
  * Statements on the PostgreSQL table behind a FerretDB 1.x collection. FerretDB names each collection's table
@@ -27,10 +28,16 @@ export class FerretTables {
       const table = await this.tableOf(collection, attempt > 0);
       if (!table) return [];
       const sql = statement(`${ident(this.schema)}.${ident(table)}`);
+      const started = performance.now();
       try {
         this.onQuery?.(sql, params);
-        return (await this.pool.query(sql, params)).rows as Record<string, unknown>[];
+        const rows = (await this.pool.query(sql, params)).rows as Record<string, unknown>[];
+        // Round trips to PostgreSQL count with the driver's commands in /metrics, as command `sql`.
+        dbCommands.inc({ command: 'sql', outcome: 'ok' });
+        dbDuration.observe({ command: 'sql' }, (performance.now() - started) / 1000);
+        return rows;
       } catch (err) {
+        dbCommands.inc({ command: 'sql', outcome: 'error' });
         // A collection dropped and created again has a new table; look it up once more.
         if ((err as { code?: string }).code === '42P01' && attempt === 0) continue;
         throw err;
