@@ -36,9 +36,15 @@ export async function insertSideWrites(c: Collections, sides: SideWrite[], sessi
     s.doc._wt ??= at;
   }
   try {
-    for (const [collection, docs] of byCollection(sides)) {
-      if (session) await db.collection<SideWrite['doc']>(collection).insertMany(docs, { session, ordered: true });
-      else await c.inserts.insert(db.collection<SideWrite['doc']>(collection), docs);
+    if (session) {
+      // One operation at a time in a transaction.
+      for (const [collection, docs] of byCollection(sides)) await db.collection<SideWrite['doc']>(collection).insertMany(docs, { session, ordered: true });
+    } else {
+      // The collections at once; every insert settles before a failure is handled, so that the removal below
+      // cannot run ahead of an insert still on its way.
+      const settled = await Promise.allSettled([...byCollection(sides)].map(([collection, docs]) => c.inserts.insert(db.collection<SideWrite['doc']>(collection), docs)));
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
     }
   } catch (err) {
     if (!version || !isDuplicateKey(err)) throw err;
