@@ -2,8 +2,10 @@
  * What the audit trail costs on the read path: two server processes on one database, one with AUDIT_ENABLED=true
  * and one with false, both reading N patients by id with C concurrent clients. The machine running it may be
  * shared and loaded, so the two are measured alternately (the order flips every round) and medians are quoted.
- *   MONGODB_URI=mongodb://127.0.0.1:27017/ npm run bench-audit -- [--patients 200] [--requests 500] [--rounds 15] [--concurrency 8] [--no-frames] [--a-a]
+ *   MONGODB_URI=mongodb://127.0.0.1:27017/ npm run bench-audit -- [--patients 200] [--requests 500] [--rounds 15] [--concurrency 8] [--no-frames] [--a-a] [--audit-last]
  * (--a-a: both servers without audit, to see how far two identical servers differ on this machine;
+ *  --audit-last: start the server without audit first, since the first-started of two identical servers can
+ *  be a few percent slower or faster on a loaded machine and that should not count for or against auditing;
  *  BENCH_DIST=1: the compiled servers of `npm run build`, as `npm start` runs them)
  * Each round also prints the CPU time per read of the server process and of the database's processes (from
  * /proc), which says what auditing a read costs in CPU when the machine's load makes throughput jump.
@@ -17,7 +19,7 @@ import { serviceTokenSource } from './lib/service-token.js';
 import { matchingCpuMs, processCpuMs } from './lib/proc-cpu.js';
 
 const { values } = parseArgs({
-  options: { patients: { type: 'string', default: '200' }, requests: { type: 'string', default: '500' }, rounds: { type: 'string', default: '15' }, concurrency: { type: 'string', default: '8' }, 'no-frames': { type: 'boolean', default: false }, 'a-a': { type: 'boolean', default: false } },
+  options: { patients: { type: 'string', default: '200' }, requests: { type: 'string', default: '500' }, rounds: { type: 'string', default: '15' }, concurrency: { type: 'string', default: '8' }, 'no-frames': { type: 'boolean', default: false }, 'a-a': { type: 'boolean', default: false }, 'audit-last': { type: 'boolean', default: false } },
 });
 if (!process.env.MONGODB_URI) {
   console.error('Set MONGODB_URI: the benchmark measures a real engine, never an embedded one.');
@@ -38,10 +40,12 @@ const common = {
   MONGODB_DB: dbName, LOG_LEVEL: 'silent', JOBS_ENABLED: 'false', SUBSCRIPTIONS_WORKER: 'false',
   ...(values['no-frames'] ? {} : { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --experimental-async-context-frame`.trim() }),
 };
-const servers = {
-  audit: await startServerProcess({ ...common, AUDIT_ENABLED: values['a-a'] ? 'false' : 'true' }),
-  'no audit': await startServerProcess({ ...common, AUDIT_ENABLED: 'false' }),
-};
+const startAudit = () => startServerProcess({ ...common, AUDIT_ENABLED: values['a-a'] ? 'false' : 'true' });
+const startPlain = () => startServerProcess({ ...common, AUDIT_ENABLED: 'false' });
+const [auditServer, plainServer] = values['audit-last']
+  ? await startPlain().then(async (plain) => [await startAudit(), plain] as const)
+  : await startAudit().then(async (audit) => [audit, await startPlain()] as const);
+const servers = { audit: auditServer, 'no audit': plainServer };
 const client = await new MongoClient(process.env.MONGODB_URI).connect();
 const db = client.db(dbName);
 /**
