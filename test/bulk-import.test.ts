@@ -100,6 +100,11 @@ describe('$import', () => {
     expect((await http('GET', `${s.base}/Patient/im-bad-gender`)).status).toBe(404);
     expect((await http('GET', `${s.base}/Observation/im-wrong-type`)).status).toBe(404);
     expect((await http('GET', `${s.base}/Observation/im-o2`)).body.subject.reference).toBe('Patient/im-p1');
+    // A bulk load does not go into the resource cache: what is read comes from the database.
+    const col = s.running.mongo.db.collection('fhir_Observation');
+    const stored = (await col.findOne({ _id: 'Observation/im-o1' } as never)) as unknown as { json: string };
+    await col.updateOne({ _id: 'Observation/im-o1' } as never, { $set: { json: stored.json.replace('"final"', '"amended"') } });
+    expect((await http('GET', `${s.base}/Observation/im-o1`)).body.status).toBe('amended');
   });
 
   it('refuses bad kick-offs with an OperationOutcome: headers, URLs outside the directory or origins, no input, no write scope', async () => {

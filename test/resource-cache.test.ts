@@ -65,6 +65,13 @@ describe('resource cache', () => {
     await tamper(`${id}-tx`, 'Writer7');
     expect((await http('GET', `${base(b)}/Patient/${id}-tx`)).body.name[0].family).toBe('Writer7');
 
+    // A bulk load (a unit of work of more than 100 versions) only invalidates: its versions are read from the database.
+    const bulk = await http('POST', base(a), { body: { resourceType: 'Bundle', type: 'transaction', entry: Array.from({ length: 101 }, (_, i) => (
+      { resource: patient(`${id}-bulk${i}`, 3), request: { method: 'PUT', url: `Patient/${id}-bulk${i}` } })) } });
+    expect(bulk.status).toBe(200);
+    await tamper(`${id}-bulk7`, 'Writer3');
+    expect((await http('GET', `${base(b)}/Patient/${id}-bulk7`)).body.name[0].family).toBe('Tampered');
+
     // A transaction that fails is rolled back and leaves nothing in the cache: its create is not found.
     const failed = await http('POST', base(a), { body: { resourceType: 'Bundle', type: 'transaction', entry: [
       { resource: patient(`${id}-rb`, 8), request: { method: 'PUT', url: `Patient/${id}-rb` } },

@@ -143,7 +143,7 @@ export async function runImportSlice(bulk: BulkData, job: BulkJobDoc, task: Bulk
       const prev = last.get(key);
       const mine = (async () => {
         await prev;
-        await repo.update(r as unknown as Resource);
+        await repo.update(r as unknown as Resource, { bulk: true }); // not into the resource cache
       })();
       last.set(key, mine.catch(() => undefined));
       await mine;

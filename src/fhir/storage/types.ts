@@ -28,6 +28,8 @@ export interface WriteOptions {
   ifMatch?: string;
   /** Conditional writes: the caller's reach; resources outside it are never matched (see auth/). */
   restrict?: SearchRestriction;
+  /** Part of a bulk load ($import): the version is not stored in the resource cache, only invalidated there. */
+  bulk?: boolean;
 }
 
 export interface HistoryQuery {

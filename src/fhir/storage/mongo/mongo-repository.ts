@@ -43,6 +43,13 @@ export interface MongoRepositoryDeps {
   pendingRollbacks?: PendingRollbacks;
 }
 
+/**
+ * Most versions a committed unit of work stores in the resource cache (filled on write); a bigger one, a bulk
+ * load, only invalidates, so that loading millions of resources does not fill Redis with entries nobody asked for.
+ */
+const MAX_FILLED_PER_UNIT = 100;
+const filled = (uow: UnitOfWork | undefined, committed: boolean) => (committed && uow && uow.current.size <= MAX_FILLED_PER_UNIT ? uow.current : undefined);
+
 /** How often a write without If-Match retries after losing a race to another writer. */
 const MAX_WRITE_ATTEMPTS = 8;
 
@@ -79,7 +86,7 @@ export class MongoRepository implements FhirRepository {
       } finally {
         // After the commit (or abort): what the unit wrote is read afresh from now on (its versions from the
         // cache, when it committed).
-        await this.deps.cache?.invalidate(uow?.cacheKeys ?? [], committed ? uow?.current : undefined);
+        await this.deps.cache?.invalidate(uow?.cacheKeys ?? [], filled(uow, committed));
         await uow?.releaseLocks();
         await session.endSession();
       }
@@ -107,7 +114,7 @@ export class MongoRepository implements FhirRepository {
       throw err;
     } finally {
       // Also after a rollback: a reader may have cached a version that was undone (read uncommitted).
-      await this.deps.cache?.invalidate(uow.cacheKeys, committed ? uow.current : undefined);
+      await this.deps.cache?.invalidate(uow.cacheKeys, filled(uow, committed));
       // A lock that cannot be released (the database is gone) expires after its lease; the outcome stands.
       await uow.releaseLocks().catch(() => undefined);
     }
@@ -199,7 +206,7 @@ export class MongoRepository implements FhirRepository {
     if (!FHIR_ID.test(resource.id)) throw errors.badRequest(`'${resource.id}' is not a valid FHIR id`, [`${resource.resourceType}.id`]);
     const prepared = this.prepare(resource);
     return this.withRetries(`${resource.resourceType}/${resource.id}`, opts, async (current) => {
-      const version = await this.commit(prepared, current, 'PUT');
+      const version = await this.commit(prepared, current, 'PUT', opts.bulk);
       return { version, created: !current || current.del };
     });
   }
@@ -395,7 +402,7 @@ export class MongoRepository implements FhirRepository {
   }
 
   /** Writes the next version after `current` (a deletion when method is DELETE). */
-  private async commit(resource: Resource, current: CurrentDoc | null, method: ResourceVersion['method']): Promise<ResourceVersion> {
+  private async commit(resource: Resource, current: CurrentDoc | null, method: ResourceVersion['method'], bulk = false): Promise<ResourceVersion> {
     const type = resource.resourceType;
     const id = resource.id!;
     const v = (current?.v ?? 0) + 1;
@@ -457,7 +464,7 @@ export class MongoRepository implements FhirRepository {
         await writeVersion(this.deps.collections, doc, session);
       });
     }
-    if (!this.uow) await this.deps.cache?.invalidate(cacheKeys, new Map([[doc._id, version]])); // a unit of work: when it ends
+    if (!this.uow) await this.deps.cache?.invalidate(cacheKeys, bulk ? undefined : new Map([[doc._id, version]])); // a unit of work: when it ends
     if (type === 'SearchParameter') await this.deps.onSearchParameterChange?.(version);
     return version;
   }
