@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import type { CurrentDoc } from '../fhir/storage/mongo/documents.js';
-import type { NativeFindOptions, NativeQueries, VersionFields } from '../fhir/search/native-queries.js';
+import type { CurrentDoc, VersionFields } from '../fhir/storage/mongo/documents.js';
+import type { NativeFindOptions, NativeQueries } from '../fhir/search/native-queries.js';
 import type { Logger } from './logger.js';
 import { FerretTables, literal } from './ferretdb-tables.js';
 

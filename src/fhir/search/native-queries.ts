@@ -1,4 +1,4 @@
-import type { CurrentDoc } from '../storage/mongo/documents.js';
+import type { CurrentDoc, VersionFields } from '../storage/mongo/documents.js';
 
 /**
  * An engine-specific way to run the search engine's `find(filter).sort(sort).limit(n)` on current
@@ -17,9 +17,6 @@ export interface NativeQueries {
    */
   byId(collection: string, id: string): Promise<VersionFields | null>;
 }
-
-/** What a read needs of a current or history document. */
-export type VersionFields = Pick<CurrentDoc, 't' | 'id' | 'v' | 'lu' | 'del' | 'json' | 'm'>;
 
 export interface NativeFindOptions {
   sort?: Record<string, 1 | -1>;

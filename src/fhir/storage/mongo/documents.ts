@@ -136,7 +136,10 @@ async function ensureTypeIndexes(c: Collections, type: string, multikey: boolean
   ]);
 }
 
-export function toVersion(d: Pick<CurrentDoc, 't' | 'id' | 'v' | 'lu' | 'del' | 'json' | 'm'>): ResourceVersion {
+/** What a read needs of a current or history document (no search arrays). */
+export type VersionFields = Pick<CurrentDoc, 't' | 'id' | 'v' | 'lu' | 'del' | 'json' | 'm'>;
+
+export function toVersion(d: VersionFields): ResourceVersion {
   return {
     resourceType: d.t,
     id: d.id,

@@ -7,7 +7,7 @@ import { WITHOUT_INDEX, type Indexer, type SearchIndex } from '../../search/inde
 import type { SearchEngine, SearchRequest, SearchRestriction, SearchResult } from '../../search/engine.js';
 import type { FhirRepository } from '../repository.js';
 import { FHIR_ID, type HistoryPage, type HistoryQuery, type ResourceVersion, type WriteOptions, type WriteResult } from '../types.js';
-import { type Collections, type CurrentDoc, type HistoryDoc, toVersion } from './documents.js';
+import { type Collections, type CurrentDoc, type VersionFields, toVersion } from './documents.js';
 import { VersionConflict, rollForward, writeVersion } from './version-writer.js';
 import { maybeInTransaction } from './transactions.js';
 import { withCriteriaLock } from './criteria-lock.js';
@@ -15,7 +15,7 @@ import { UnitOfWork } from './unit-of-work.js';
 import type { CursorCodec } from './cursor.js';
 import type { SideWriteHooks } from '../side-writes.js';
 import type { ResourceCache } from '../resource-cache.js';
-import type { NativeQueries, VersionFields } from '../../search/native-queries.js';
+import type { NativeQueries } from '../../search/native-queries.js';
 import { insertSideWrites, removeSideWrites, type SideWriteVersion } from './side-write-store.js';
 import type { PendingRollbacks } from './pending-rollbacks.js';
 
@@ -190,7 +190,7 @@ export class MongoRepository implements FhirRepository {
    * A version by its cache key: from the resource cache outside units of work, else from `load`, filling the
    * cache with the ticket taken before the database read (see resource-cache.ts). Undefined when there is none.
    */
-  private async throughCache(key: string, load: () => Promise<CurrentDoc | HistoryDoc | VersionFields | null>): Promise<ResourceVersion | undefined> {
+  private async throughCache(key: string, load: () => Promise<VersionFields | null>): Promise<ResourceVersion | undefined> {
     const cached = this.deps.cache && !this.uow ? await this.deps.cache.lookup(key) : undefined;
     if (cached && 'hit' in cached) return cached.hit;
     const doc = await load();
