@@ -39,7 +39,7 @@ describe('index usage (explain)', () => {
       // The driving equality is pushed down to PostgreSQL and answered by one of our GIN indexes.
       expect(explained).toMatch(/"filterPushdown":true/);
       expect(explained).toMatch(/Bitmap Index Scan/);
-      expect(explained).toMatch(/_mvy_(tk|st|id)/);
+      expect(explained).toMatch(/_mvy_(tk|st|_id)/); // `_id=` is a lookup by the primary key `Type/id`
     } else {
       expect(explained).toMatch(/IXSCAN/);
       expect(explained).not.toMatch(/COLLSCAN/);

@@ -221,6 +221,15 @@ function operatorCondition(f: Field, op: string, arg: unknown, q: Sql): string |
     case '$in':
     case '$nin': {
       if (!Array.isArray(arg)) return undefined;
+      if (f.kind !== 'array' && arg.length > 1) {
+        // One array parameter instead of an OR per value: PostgreSQL looks each up in an index on the field
+        // (`_id`), or compares a row against the list once, where hundreds of ORs cost a comparison each.
+        const values = arg.map((v) => (v === null ? undefined : jsonValue(f, v)));
+        if (values.every((v) => v !== undefined)) {
+          const any = `${f.expr} = ANY(${q.add(values.map((v) => JSON.stringify(v)))}::jsonb[])`;
+          return op === '$in' ? any : `NOT COALESCE(${any}, false)`;
+        }
+      }
       const alternatives = arg.map((v) => equals(f, v, q));
       if (alternatives.some((a) => a === undefined)) return undefined;
       const any = alternatives.length ? `(${alternatives.join(' OR ')})` : 'FALSE';

@@ -429,7 +429,9 @@ export class SearchEngine {
     // The driver: the equality most likely to be selective (an id, a reference, an identifier…).
     const rank = (c: Condition) => (!c.eq ? 99 : c.eq.field === 'id' ? 0 : c.eq.values.some((v) => v.includes('/')) ? 1 : c.eq.field === 'tk' ? 2 : 3) * 1000 + (c.eq?.values.length ?? 0);
     conds.sort((a, b) => rank(a) - rank(b));
-    const driver = conds[0]?.eq ? conds.shift()!.eq! : undefined;
+    const chosen = conds[0]?.eq ? conds.shift()!.eq! : undefined;
+    // A current document's `_id` is `Type/id`: an id equality is a lookup in the primary index (none is on `id`).
+    const driver = chosen?.field === 'id' ? { ...chosen, field: '_id', values: chosen.values.map((v) => `${plan.type}/${v}`) } : chosen;
     const rest = conds.map(toFilter).filter((f) => Object.keys(f).length);
     const build = (eq?: Record<string, unknown>): Filter<CurrentDoc> => ({ ...(eq ?? {}), del: false, ...(rest.length ? { $and: rest } : {}) }) as Filter<CurrentDoc>;
     if (!driver) return [{ filter: build(), post }];
@@ -437,7 +439,7 @@ export class SearchEngine {
     if (driver.values.length === 1 || !this.opts.splitOr) {
       return [{ filter: build(driver.values.length === 1 ? { [driver.field]: driver.values[0] } : { [driver.field]: { $in: driver.values } }), post }];
     }
-    return driver.values.map((v) => ({ filter: build({ [driver.field]: v }), post, ...(driver.field === 'id' ? { byId: v } : {}) }));
+    return driver.values.map((v, i) => ({ filter: build({ [driver.field]: v }), post, ...(chosen!.field === 'id' ? { byId: chosen!.values[i]! } : {}) }));
   }
 
   private async fetch(
