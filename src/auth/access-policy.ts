@@ -7,6 +7,11 @@ import type { LinkCache } from './link-cache.js';
 import type { Permission, ResourceScope } from './smart-scopes.js';
 import { payorReach } from './payor-binding.js';
 
+/** The most relations of one kind a list of linked patients is built from. */
+const LIST_LIMIT = 5000;
+/** How far before a kept list was loaded later searches look for new relations (commit lag, clock skew). */
+const LIST_MARGIN_MS = 10_000;
+
 export type AccountKind = 'patient' | 'practitioner' | 'hospital-admin' | 'system-admin';
 
 /** Who is asking, from a validated access token. */
@@ -141,33 +146,72 @@ export class AccessPolicy {
     }
   }
 
-  /** Patients a practitioner has appointments or care relations with; a hospital administrator's organization's patients and those booked there. */
+  /**
+   * Patients a practitioner has appointments or care relations with; a hospital administrator's organization's
+   * patients and those booked there. Within the link cache's lifetime the list loaded last is reused, and
+   * only the relations written since (less a margin) are looked up again: a link made a moment ago counts at
+   * once, one removed counts for at most that lifetime, as for single patients.
+   */
   private linkedPatients(): Promise<string[]> {
     this.linked ??= (async () => {
-      const ids = new Set<string>();
-      const add = (ref: unknown) => {
-        if (typeof ref === 'string' && ref.startsWith('Patient/')) ids.add(ref.slice(8));
-      };
-      const who = this.access.fhirUser;
-      const queries: [string, string][] = [];
-      if (this.access.role === 'practitioner' && who) {
-        queries.push(['Patient', `general-practitioner=${who}`], ['Appointment', `practitioner=${who}`], ['CareTeam', `participant=${who}`], ['Encounter', `practitioner=${who}`]);
-      }
-      const org = this.access.organization;
-      if (org) queries.push(['Patient', `organization=${org}`]);
-      // A hospital administrator also manages the patients booked with their organization's practitioner roles.
-      if (this.access.role === 'hospital-admin' && org) queries.push(['Appointment', `actor:PractitionerRole.organization=${org}`]);
-      for (const [type, criteria] of queries) {
-        for (const v of await this.repo.findByCriteria(type, criteria, 5000)) {
-          const r = JSON.parse(v.json!) as Record<string, any>;
-          if (type === 'Patient') ids.add(v.id);
-          add(r.subject?.reference);
-          for (const p of r.participant ?? []) add(p.actor?.reference);
-        }
-      }
-      return [...ids];
+      const kept = this.links?.list(this.accountKey);
+      if (kept) return [...new Set([...kept.ids, ...(await this.loadLinkedPatients(kept.since)).ids])];
+      return this.loadList();
     })();
     return this.linked;
+  }
+
+  /** Loads the account's whole list and keeps it in `links` (when it was not cut at the query limit). */
+  private async loadList(): Promise<string[]> {
+    const account = this.accountKey;
+    // A relation whose write took its lastUpdated before this load started but committed after it (or came
+    // from a server whose clock is behind) is found by the next search as long as it is within the margin.
+    const since = new Date(Date.now() - LIST_MARGIN_MS);
+    const { ids, complete } = await this.loadLinkedPatients();
+    if (complete) this.links?.putList(account, ids, since);
+    return ids;
+  }
+
+  private async loadLinkedPatients(since?: Date): Promise<{ ids: string[]; complete: boolean }> {
+    const ids = new Set<string>();
+    const add = (ref: unknown) => {
+      if (typeof ref === 'string' && ref.startsWith('Patient/')) ids.add(ref.slice(8));
+    };
+    const who = this.access.fhirUser;
+    const queries: [string, string][] = [];
+    if (this.access.role === 'practitioner' && who) {
+      queries.push(['Patient', `general-practitioner=${who}`], ['Appointment', `practitioner=${who}`], ['CareTeam', `participant=${who}`], ['Encounter', `practitioner=${who}`]);
+    }
+    const org = this.access.organization;
+    if (org) queries.push(['Patient', `organization=${org}`]);
+    // A hospital administrator also manages the patients booked with their organization's practitioner roles.
+    if (this.access.role === 'hospital-admin' && org) queries.push(['Appointment', `actor:PractitionerRole.organization=${org}`]);
+    let complete = true;
+    const changed = since ? `&_lastUpdated=gt${since.toISOString()}` : '';
+    for (const [type, criteria] of queries) {
+      const found = await this.repo.findByCriteria(type, criteria + changed, LIST_LIMIT);
+      if (found.length >= LIST_LIMIT) complete = false;
+      for (const v of found) {
+        const r = JSON.parse(v.json!) as Record<string, any>;
+        if (type === 'Patient') ids.add(v.id);
+        add(r.subject?.reference);
+        for (const p of r.participant ?? []) add(p.actor?.reference);
+      }
+    }
+    return { ids: [...ids], complete };
+  }
+
+  /** What LinkCache keys of this account start with (the patient id follows). */
+  private get accountKey(): string {
+    return `${this.access.role ?? ''}|${this.access.fhirUser ?? ''}|${this.access.organization ?? ''}|`;
+  }
+
+  /**
+   * The account's whole panel, loaded in the background into `links` (see LinkCache.missed). Best effort: if
+   * it fails, each patient is still checked on its own as before, so the failure changes no answer.
+   */
+  private loadPanel(): void {
+    this.loadList().catch(() => undefined);
   }
 
   /**
@@ -175,14 +219,16 @@ export class AccessPolicy {
    * patient as the narrow side of each query (a handful of documents instead of all of a busy practitioner's
    * appointments). Memoized for the request; the full list is used instead when a search already loaded it.
    * A link found is remembered across requests in `links` for a few seconds (a new link is seen at once, a
-   * removed one after at most the cache's lifetime, as with the account behind a cached token).
+   * removed one after at most the cache's lifetime, as with the account behind a cached token); an account
+   * that keeps missing gets its whole panel loaded there.
    */
   private isLinked(pid: string): Promise<boolean> {
     let check = this.linkChecks.get(pid);
     if (!check) {
-      const key = `${this.access.role ?? ''}|${this.access.fhirUser ?? ''}|${this.access.organization ?? ''}|${pid}`;
+      const key = this.accountKey + pid;
       check = (async () => {
         if (this.links?.has(key)) return true;
+        if (this.links?.missed(this.accountKey)) this.loadPanel();
         const linked = await this.checkLink(pid);
         if (linked) this.links?.add(key);
         return linked;
