@@ -188,8 +188,10 @@ export class AccessPolicy {
     if (this.access.role === 'hospital-admin' && org) queries.push(['Appointment', `actor:PractitionerRole.organization=${org}`]);
     let complete = true;
     const changed = since ? `&_lastUpdated=gt${since.toISOString()}` : '';
-    for (const [type, criteria] of queries) {
-      const found = await this.repo.findByCriteria(type, criteria + changed, LIST_LIMIT);
+    // Independent queries, run together.
+    const results = await Promise.all(queries.map(([type, criteria]) => this.repo.findByCriteria(type, criteria + changed, LIST_LIMIT)));
+    for (const [i, found] of results.entries()) {
+      const type = queries[i]![0];
       if (found.length >= LIST_LIMIT) complete = false;
       for (const v of found) {
         const r = JSON.parse(v.json!) as Record<string, any>;
