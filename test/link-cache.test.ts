@@ -93,6 +93,17 @@ describe('a practitioner\'s panel', () => {
     expect([1, 2, 3, 4].map(() => off.missed('a'))).toEqual([false, false, false, false]);
   });
 
+  it('is kept whole only when short, and the kept lists stay within the cache\'s size', () => {
+    const links = new LinkCache(60_000, 20); // a tenth of 20: lists of up to 2 patients are kept
+    links.putList('long|', ['p1', 'p2', 'p3'], new Date());
+    expect(links.list('long|')).toBeUndefined();
+    expect(links.has('long|p1') && links.has('long|p2')).toBe(true); // its first links still count
+    for (let i = 0; i <= 10; i++) links.putList(`a${i}|`, ['x', 'y'], new Date(1000 * i));
+    expect(links.list('a0|')).toBeUndefined(); // 22 ids would exceed 20: the oldest list went
+    expect(links.list('a10|')).toEqual({ ids: ['x', 'y'], since: new Date(10_000), ends: expect.any(Number) });
+    expect(links.list('a1|')).toBeDefined();
+  });
+
   it('fills the cache with patients not read yet', async () => {
     const srv = await startTestServer({ ACCESS_CACHE_SECONDS: '30' }, { single: true });
     try {

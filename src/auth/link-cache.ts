@@ -16,6 +16,7 @@ export class LinkCache {
   private readonly until = new Map<string, number>();
   private readonly panels = new Map<string, { ends: number; misses: number; loaded: boolean }>();
   private readonly lists = new Map<string, { ids: string[]; since: Date; ends: number }>();
+  private listedIds = 0;
 
   constructor(
     private readonly ttlMs: number,
@@ -72,7 +73,7 @@ export class LinkCache {
     const list = this.lists.get(account);
     if (!list) return undefined;
     if (list.ends > Date.now()) return list;
-    this.lists.delete(account);
+    this.dropList(account);
     return undefined;
   }
 
@@ -80,14 +81,24 @@ export class LinkCache {
     if (this.ttlMs <= 0) return;
     for (const id of ids.slice(0, this.panelLimit)) this.add(account + id);
     if (ids.length > this.panelLimit) return; // too long to keep: searches list it each time
-    this.lists.delete(account);
-    if (this.lists.size >= 1_000) this.lists.delete(this.lists.keys().next().value!);
+    this.dropList(account);
+    // The kept lists hold at most as many ids as the link cache, oldest dropped first.
+    while (this.lists.size && this.listedIds + ids.length > this.maxEntries) this.dropList(this.lists.keys().next().value!);
     this.lists.set(account, { ids, since, ends: Date.now() + this.ttlMs });
+    this.listedIds += ids.length;
+  }
+
+  private dropList(account: string): void {
+    const list = this.lists.get(account);
+    if (!list) return;
+    this.lists.delete(account);
+    this.listedIds -= list.ids.length;
   }
 
   clear(): void {
     this.until.clear();
     this.panels.clear();
     this.lists.clear();
+    this.listedIds = 0;
   }
 }
