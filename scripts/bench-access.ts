@@ -6,7 +6,9 @@
  *   read-patient    GET Patient/<one of theirs>
  *   appointments    GET Appointment?patient=Patient/<one of theirs>
  *   list-patients   GET Patient?_count=20          (needs every linked patient, as any unpinned search does)
- *   MONGODB_URI=mongodb://127.0.0.1:27017/ npm run bench-access -- [--patients 2000] [--requests 200] [--concurrency 1,8]
+ *   MONGODB_URI=mongodb://127.0.0.1:27017/ npm run bench-access -- [--patients 2000] [--requests 200] [--concurrency 1,8] [--settle 0]
+ * --settle S waits S seconds after loading: a search over all of an account's patients looks again at the
+ * relations written in the last 10 s (src/auth/access-policy.ts), which right after the load are all of them.
  * The database is a fresh bench_access_<pid>, dropped at the end.
  */
 import { execFile } from 'node:child_process';
@@ -21,7 +23,7 @@ import { signIn } from './lib/browser-login.js';
 import { SEP } from '../src/fhir/search/index-entry.js';
 
 const { values } = parseArgs({
-  options: { patients: { type: 'string', default: '2000' }, requests: { type: 'string', default: '200' }, concurrency: { type: 'string', default: '1,8' } },
+  options: { patients: { type: 'string', default: '2000' }, requests: { type: 'string', default: '200' }, concurrency: { type: 'string', default: '1,8' }, settle: { type: 'string', default: '0' } },
 });
 if (!process.env.MONGODB_URI) {
   console.error('Set MONGODB_URI: the benchmark measures a real engine, never an embedded one.');
@@ -96,6 +98,9 @@ try {
   if (ids.length !== PATIENTS) throw new Error(`expected ${PATIENTS} patient ids from the transaction responses, got ${ids.length}`);
   console.log(`server ${server.url}  database ${dbName}  node ${process.version}`);
   console.log(`loaded ${PATIENTS} patients with one appointment each with ${practitioner} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  const settle = Number(values.settle);
+  if (!(settle >= 0)) throw new Error('--settle takes a number of seconds');
+  if (settle) await new Promise((resolve) => setTimeout(resolve, settle * 1000));
   const doctor = (await login('busy@bench.example', 'openid fhirUser user/*.cruds')).access_token;
 
   const pick = (i: number) => ids[(i * 7919) % ids.length]!;
