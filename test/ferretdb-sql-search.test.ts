@@ -82,6 +82,9 @@ maybe('searches as SQL on FerretDB', () => {
     ['keyset after a missing sort value', { $or: [{ 'so.name': { $ne: null } }, { $and: [{ 'so.name': null }, { _id: { $gt: 'Observation/020' } }] }] }, { 'so.name': 1, _id: 1 }],
     ['keyset descending', { $or: [{ 'so.date': { $lt: '2024-04-01' } }, { 'so.date': null }] }, { 'so.date': -1, _id: 1 }],
     ['_id list', { _id: { $in: ['Observation/001', 'Observation/050', 'Observation/999'] }, del: false }],
+    ['$nin of ids', { _id: { $nin: ['Observation/001', 'Observation/002'] } }],
+    ['$in of numbers', { v: { $in: [1, 2] } }],
+    ['$in with null (a missing field matches)', { 'so.name': { $in: [null, 'nobody'] } }],
     ['$exists', { 'so.name': { $exists: false } }],
     ['$and of conditions', { $and: [{ tk: `subject${S}Patient/2` }, { v: { $gte: 2 } }] }],
     ['limit after sort', { del: false }, { lu: 1, _id: 1 }, 7],
@@ -101,6 +104,14 @@ maybe('searches as SQL on FerretDB', () => {
     expect(got!.map((d) => d._id)).toEqual(expected);
     const counted = await sql.count(collection, filter);
     expect(counted).toBe(limit ? (await client.db(dbName).collection(collection).countDocuments(filter)) : expected.length);
+  });
+
+  test('a list of values of one field is one array parameter, not an OR per value', async () => {
+    const ids = Array.from({ length: 300 }, (_, i) => `Observation/${String(i).padStart(3, '0')}`);
+    const got = await sql.find(collection, { _id: { $in: ids }, del: false }, { sort: { _id: 1 }, limit: 5, fields: 'page' });
+    expect(got!.map((d) => d._id)).toEqual(['Observation/000', 'Observation/001', 'Observation/002', 'Observation/003', 'Observation/004']);
+    expect(statements.at(-1)).toContain('= ANY(');
+    expect(statements.at(-1)).not.toContain(' OR ');
   });
 
   test('a page holds the resource and the fields exact checks read, with dates as dates', async () => {
